@@ -1,0 +1,208 @@
+"""The ``pspike`` command: train, eval, demo.
+
+Exit codes: 0 success, 1 a check failed, 2 bad input (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import CheckFailed, UserError
+
+#: the preset a task trains with when --preset is not given
+DEFAULT_PRESET = {"sdigits": "small", "psdigits": "small", "listops": "listops",
+                  "smnist": "psmnist", "psmnist": "psmnist"}
+
+#: command-line flag -> ModelConfig field
+MODEL_FLAGS = {"d_model": "d_model", "d_state": "d_state", "layers": "n_layers", "init": "init",
+               "discretization": "discretization", "phi": "phi", "psi": "psi", "norm": "norm",
+               "dropout": "dropout", "sampler": "sampler", "dt_min": "dt_min", "dt_max": "dt_max"}
+TRAIN_FLAGS = ("epochs", "batch_size", "lr", "weight_decay", "ssm_lr", "seed", "device", "eval_seeds")
+
+
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model (overrides the preset)")
+    g.add_argument("--d-model", type=int, help="neurons per layer (H)")
+    g.add_argument("--d-state", type=int, help="SSM state size per neuron (N, even)")
+    g.add_argument("--layers", type=int, help="number of P-SpikeSSM blocks")
+    g.add_argument("--init", help="SSM init: legs, lin or inv")
+    g.add_argument("--discretization", help="zoh or bilinear")
+    g.add_argument("--phi", help="activation after the SSM: identity, relu or gelu")
+    g.add_argument("--psi", help="activation after the SpikeMixer: identity, relu or gelu")
+    g.add_argument("--norm", help="batch, layer (float only) or none")
+    g.add_argument("--postnorm", action="store_true", default=None, help="normalize after the residual add")
+    g.add_argument("--no-residual", action="store_true", default=None, help="drop the residual path")
+    g.add_argument("--bidirectional", action="store_true", default=None,
+                   help="add a time-reversed SSM branch (float only, not deployable)")
+    g.add_argument("--share-ab", action="store_true", default=None, help="share A and B across a layer")
+    g.add_argument("--dropout", type=float)
+    g.add_argument("--sampler", help="stochastic (P-SpikeSSM) or lif (the deterministic baseline)")
+    g.add_argument("--dt-min", type=float)
+    g.add_argument("--dt-max", type=float)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pspike", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"pspike-neuro {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a float model on a task and write DIR/model.pt")
+    p.add_argument("--task", required=True, help="sdigits, psdigits, listops, smnist, psmnist")
+    p.add_argument("--out", required=True, help="output folder for model.pt and metrics.json")
+    p.add_argument("--preset", help="model size preset (small, tiny, psmnist, listops, lra-image)")
+    p.add_argument("--data-dir", help="folder with the real dataset's files (smnist, psmnist)")
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--ssm-lr", type=float, help="learning rate of log_dt, A, B (default 1e-3)")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--device", help="cpu, cuda or auto")
+    g.add_argument("--eval-seeds", type=int, help="inference seeds for the final test accuracy")
+    _add_model_flags(p)
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint with stochastic inference")
+    p.add_argument("checkpoint")
+    p.add_argument("--seeds", type=int, default=5, help="number of inference seeds (default 5)")
+    p.add_argument("--data-dir", help="folder with the real dataset's files (smnist, psmnist)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("demo", help="the main job on embedded data: train and evaluate on sdigits")
+    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    p.add_argument("--epochs", type=int, help="training epochs (default: the preset's)")
+    p.add_argument("--quick", action="store_true", help="a tiny model and 2 epochs (a smoke run)")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def _train_settings(args) -> tuple[str, dict, dict]:
+    from .models import preset
+
+    name = args.preset or DEFAULT_PRESET.get(args.task, "small")
+    chosen = preset(name)
+    model_kw = dict(chosen.model)
+    train_kw = {"epochs": 60, **chosen.train}
+    for flag, field in MODEL_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            model_kw[field] = value
+    if getattr(args, "postnorm", None):
+        model_kw["prenorm"] = False
+    if getattr(args, "no_residual", None):
+        model_kw["residual"] = False
+    if getattr(args, "bidirectional", None):
+        model_kw["bidirectional"] = True
+    if getattr(args, "share_ab", None):
+        model_kw["share_ab"] = True
+    for flag in TRAIN_FLAGS:
+        value = getattr(args, flag, None)
+        if value is not None:
+            train_kw[flag] = value
+    return name, model_kw, train_kw
+
+
+def cmd_train(args) -> int:
+    from .data import load_task
+    from .models import ModelConfig
+    from .training import TrainConfig, train
+
+    preset_name, model_kw, train_kw = _train_settings(args)
+    task = load_task(args.task, data_dir=args.data_dir)
+    cfg = ModelConfig(d_input=task.d_input, n_classes=task.n_classes, input_kind=task.input_kind, **model_kw)
+    tcfg = TrainConfig(**train_kw)
+    log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
+    task_options = {"data_dir": str(Path(args.data_dir).resolve())} if args.data_dir else {}
+    metrics = train(task, cfg, tcfg, args.out, task_options=task_options,
+                    progress=not (args.quiet or args.json), log=log)
+    if args.json:
+        summary = {k: v for k, v in metrics.items() if k != "history"}
+        summary.update(checkpoint=str(Path(args.out) / "model.pt"), preset=preset_name)
+        print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .data import load_task
+    from .export.checkpoint import load_checkpoint
+    from .training import evaluate, resolve_device
+
+    if args.seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {args.seeds}")
+    device = resolve_device(args.device)
+    ckpt = load_checkpoint(args.checkpoint, device=str(device))
+    if not ckpt.task:
+        raise UserError(f"checkpoint {args.checkpoint}: records no task to evaluate on")
+    data_dir = args.data_dir or ckpt.task_options.get("data_dir")
+    task = load_task(ckpt.task, data_dir=data_dir)
+    if (task.d_input, task.n_classes) != (ckpt.config.d_input, ckpt.config.n_classes):
+        raise UserError(f"checkpoint {args.checkpoint}: model expects d_input={ckpt.config.d_input}, "
+                        f"n_classes={ckpt.config.n_classes} but task {task.name} has {task.d_input}, "
+                        f"{task.n_classes}")
+    result = evaluate(ckpt.model, task.test, list(range(args.seeds)), args.batch_size, device)
+    out = {"checkpoint": str(args.checkpoint), "task": task.name, "test_accuracy": result["accuracy"],
+           "test_accuracy_std": result["accuracy_std"], "test_accuracy_per_seed": result["per_seed"],
+           "inference_seeds": result["seeds"], "n_test": len(task.test)}
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"{task.name}: test accuracy {100 * out['test_accuracy']:.2f}% ± "
+              f"{100 * out['test_accuracy_std']:.2f} over {args.seeds} inference seeds "
+              f"({len(task.test)} samples)")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .data import load_task
+    from .models import ModelConfig, preset
+    from .training import TrainConfig, train
+
+    task = load_task("sdigits")
+    chosen = preset("tiny" if args.quick else "small")
+    train_kw = {"epochs": 60, **chosen.train}
+    if args.epochs is not None:
+        train_kw["epochs"] = args.epochs
+    cfg = ModelConfig(d_input=task.d_input, n_classes=task.n_classes, input_kind=task.input_kind,
+                      **chosen.model)
+    log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
+    metrics = train(task, cfg, TrainConfig(**train_kw), args.out, progress=not args.json, log=log)
+    summary = {"checkpoint": str(Path(args.out) / "model.pt"), "test_accuracy": metrics["test_accuracy"],
+               "test_accuracy_std": metrics["test_accuracy_std"], "train_time_s": metrics["train_time_s"]}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"demo: sdigits float P-SpikeSSM {100 * summary['test_accuracy']:.2f}% "
+              f"(mean of {len(metrics['inference_seeds'])} stochastic inference seeds); "
+              f"checkpoint {summary['checkpoint']}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "demo": cmd_demo}
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except (UserError, CheckFailed) as exc:
+        print(f"pspike {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"pspike {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

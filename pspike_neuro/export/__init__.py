@@ -1,0 +1,1 @@
+"""Checkpoint I/O, the netlist IR and its HDF5 file, and the Loihi core mapping."""

@@ -1,0 +1,142 @@
+"""Checkpoint files: writing them atomically and reading them back with every check a user needs.
+
+A checkpoint is a ``torch.save`` of a plain dict (loaded with ``weights_only=True``, so opening one
+never runs code)::
+
+    format          "pspike-neuro-checkpoint"
+    format_version  1
+    package_version the pspike-neuro version that wrote it
+    model_type      "pspike"
+    model_config    ModelConfig.to_dict()
+    task            task name the model was trained on, with ``task_options``
+    train_config    the training settings
+    state_dict      parameter and buffer tensors
+    metrics         training and evaluation results
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from ..errors import UserError
+from ..fileio import atomic_path, sha256_file
+from ..models import ModelConfig, PSpikeSSM
+
+FORMAT = "pspike-neuro-checkpoint"
+FORMAT_VERSION = 1
+REQUIRED = ("format", "format_version", "model_type", "model_config", "state_dict")
+MODEL_TYPES = {"pspike": PSpikeSSM}
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    model: torch.nn.Module
+    config: ModelConfig
+    model_type: str
+    task: str | None
+    task_options: dict
+    train_config: dict
+    metrics: dict
+    sha256: str
+    package_version: str
+
+
+def save_checkpoint(path, model: PSpikeSSM, *, task: str, task_options: dict | None = None,
+                    train_config: dict | None = None, metrics: dict | None = None) -> None:
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        "model_type": "pspike",
+        "model_config": model.cfg.to_dict(),
+        "task": task,
+        "task_options": dict(task_options or {}),
+        "train_config": dict(train_config or {}),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "metrics": dict(metrics or {}),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _read_payload(path: Path) -> dict:
+    if not path.exists():
+        raise UserError(f"checkpoint {path}: no such file")
+    if path.is_dir():
+        raise UserError(f"checkpoint {path}: is a directory (expected a model.pt file)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError,
+            AttributeError, KeyError, IndexError, TypeError, UnicodeDecodeError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"checkpoint {path}: not a pspike-neuro checkpoint (unreadable: {reason})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise UserError(f"checkpoint {path}: not a pspike-neuro checkpoint (no '{FORMAT}' format field)")
+    missing = [k for k in REQUIRED if k not in payload]
+    if missing:
+        raise UserError(f"checkpoint {path}: missing field(s) {', '.join(missing)}")
+    version = payload["format_version"]
+    if not isinstance(version, int) or version < 1:
+        raise UserError(f"checkpoint {path}: invalid format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise UserError(f"checkpoint {path}: format version {version} is newer than this pspike-neuro "
+                        f"reads ({FORMAT_VERSION}); upgrade pspike-neuro")
+    return payload
+
+
+def _check_state_dict(path: Path, model: torch.nn.Module, state: dict) -> None:
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"checkpoint {path}: state_dict is not a mapping of tensors")
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    if missing:
+        more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
+        raise UserError(f"checkpoint {path}: missing tensor(s) {', '.join(missing[:3])}{more}; "
+                        "the file does not match its model_config")
+    extra = [k for k in state if k not in expected]
+    if extra:
+        raise UserError(f"checkpoint {path}: unexpected tensor(s) {', '.join(extra[:3])} not in the "
+                        "model described by its model_config")
+    for name, ref in expected.items():
+        got = state[name]
+        if tuple(got.shape) != tuple(ref.shape):
+            raise UserError(f"checkpoint {path}: tensor {name} has shape {tuple(got.shape)}, "
+                            f"model_config needs {tuple(ref.shape)}")
+        if got.is_floating_point() and not torch.isfinite(got).all():
+            bad = int((~torch.isfinite(got)).sum())
+            raise UserError(f"checkpoint {path}: tensor {name} has {bad} NaN or infinite value(s)")
+
+
+def load_checkpoint(path, device: str = "cpu") -> Checkpoint:
+    """Read and validate a checkpoint; raise :class:`UserError` naming the problem."""
+    path = Path(path)
+    payload = _read_payload(path)
+    model_type = payload["model_type"]
+    if model_type not in MODEL_TYPES:
+        raise UserError(f"checkpoint {path}: unknown model_type {model_type!r}; "
+                        f"known: {', '.join(MODEL_TYPES)}")
+    if not isinstance(payload["model_config"], dict):
+        raise UserError(f"checkpoint {path}: model_config is not a mapping")
+    try:
+        config = ModelConfig.from_dict(payload["model_config"])
+    except UserError as exc:
+        raise UserError(f"checkpoint {path}: {exc}") from None
+    except TypeError as exc:
+        raise UserError(f"checkpoint {path}: invalid model_config ({exc})") from None
+    model = MODEL_TYPES[model_type](config)
+    _check_state_dict(path, model, payload["state_dict"])
+    model.load_state_dict(payload["state_dict"])
+    model.to(device).eval()
+    return Checkpoint(
+        path=path, model=model, config=config, model_type=model_type,
+        task=payload.get("task"), task_options=dict(payload.get("task_options") or {}),
+        train_config=dict(payload.get("train_config") or {}), metrics=dict(payload.get("metrics") or {}),
+        sha256=sha256_file(path), package_version=str(payload.get("package_version", "unknown")),
+    )

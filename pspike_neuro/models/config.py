@@ -1,0 +1,125 @@
+"""Model configuration: one dataclass, validated once, stored in every checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ..errors import UserError
+from .ssm import DISCRETIZATIONS, INITS
+
+ACTIVATIONS = ("identity", "relu", "gelu")
+NORMS = ("batch", "layer", "none")
+SAMPLERS = ("stochastic", "lif")
+INPUT_KINDS = ("real", "tokens")
+
+
+@dataclass
+class ModelConfig:
+    """Every knob of a P-SpikeSSM network (DESIGN §4)."""
+
+    d_input: int = 1
+    n_classes: int = 10
+    input_kind: str = "real"
+    d_model: int = 128
+    d_state: int = 32
+    n_layers: int = 4
+    init: str = "legs"
+    discretization: str = "zoh"
+    dt_min: float = 0.001
+    dt_max: float = 0.1
+    share_ab: bool = False
+    phi: str = "identity"
+    psi: str = "relu"
+    norm: str = "batch"
+    prenorm: bool = True
+    residual: bool = True
+    dropout: float = 0.0
+    bidirectional: bool = False
+    sampler: str = "stochastic"
+    lif_beta: float = 0.9
+    lif_threshold: float = 1.0
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        def choose(name, value, options):
+            if value not in options:
+                raise UserError(f"model config: {name}={value!r} is not one of {', '.join(options)}")
+
+        choose("input_kind", self.input_kind, INPUT_KINDS)
+        choose("init", self.init, INITS)
+        choose("discretization", self.discretization, DISCRETIZATIONS)
+        choose("phi", self.phi, ACTIVATIONS)
+        choose("psi", self.psi, ACTIVATIONS)
+        choose("norm", self.norm, NORMS)
+        choose("sampler", self.sampler, SAMPLERS)
+        for name in ("d_input", "n_classes", "d_model", "n_layers"):
+            if int(getattr(self, name)) < 1:
+                raise UserError(f"model config: {name} must be a positive integer, got {getattr(self, name)}")
+        if self.d_state < 2 or self.d_state % 2:
+            raise UserError(f"model config: d_state must be an even integer >= 2, got {self.d_state}")
+        if not 0 < self.dt_min <= self.dt_max:
+            raise UserError(f"model config: need 0 < dt_min <= dt_max, got {self.dt_min}, {self.dt_max}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"model config: dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(f"model config: unknown field(s) {', '.join(unknown)}")
+        return cls(**data)
+
+
+@dataclass
+class Preset:
+    description: str
+    model: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+
+
+#: Named model sizes. Task-dependent fields (d_input, n_classes, input_kind) come from the task.
+PRESETS: dict[str, Preset] = {
+    "small": Preset(
+        "4 layers, H=128, N=32, pre-BatchNorm, residual; the sdigits/psdigits default",
+        model=dict(d_model=128, d_state=32, n_layers=4),
+    ),
+    "tiny": Preset(
+        "2 layers, H=32, N=8; for smoke tests",
+        model=dict(d_model=32, d_state=8, n_layers=2),
+        train=dict(epochs=2),
+    ),
+    "psmnist": Preset(
+        "the authors' psMNIST configuration: 2 layers, H=400, N=64, unidirectional, no residual, "
+        "pre-BatchNorm, dropout 0.1, shared A/B (n_ssm=1), batch 64, lr 5e-4, wd 0.01",
+        model=dict(d_model=400, d_state=64, n_layers=2, residual=False, prenorm=True, norm="batch",
+                   dropout=0.1, share_ab=True, psi="gelu", phi="gelu"),
+        train=dict(batch_size=64, lr=5e-4, weight_decay=0.01),
+    ),
+    "listops": Preset(
+        "the authors' ListOps size, made causal: 4 layers, H=128, N=16, post-BatchNorm, residual, "
+        "shared A/B, batch 32, lr 8e-4, wd 0.01",
+        model=dict(d_model=128, d_state=16, n_layers=4, prenorm=False, norm="batch", share_ab=True),
+        train=dict(batch_size=32, lr=8e-4, weight_decay=0.01),
+    ),
+    "lra-image": Preset(
+        "the authors' LRA-Image size, made causal: 6 layers, H=512, N=64, post-norm, residual, "
+        "dropout 0.1, shared A/B (the authors use LayerNorm, which does not deploy; BatchNorm here)",
+        model=dict(d_model=512, d_state=64, n_layers=6, prenorm=False, norm="batch", dropout=0.1,
+                   share_ab=True),
+        train=dict(batch_size=50, lr=5e-3, weight_decay=0.01),
+    ),
+}
+
+
+def preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise UserError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}") from None
