@@ -90,7 +90,7 @@ def _train_settings(args) -> tuple[str, dict, dict]:
     name = args.preset or DEFAULT_PRESET.get(args.task, "small")
     chosen = preset(name)
     model_kw = dict(chosen.model)
-    train_kw = {"epochs": 60, **chosen.train}
+    train_kw = dict(chosen.train)
     for flag, field in MODEL_FLAGS.items():
         value = getattr(args, flag, None)
         if value is not None:
@@ -167,7 +167,7 @@ def cmd_demo(args) -> int:
 
     task = load_task("sdigits")
     chosen = preset("tiny" if args.quick else "small")
-    train_kw = {"epochs": 60, **chosen.train}
+    train_kw = dict(chosen.train)
     if args.epochs is not None:
         train_kw["epochs"] = args.epochs
     cfg = ModelConfig(d_input=task.d_input, n_classes=task.n_classes, input_kind=task.input_kind,

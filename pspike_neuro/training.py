@@ -28,7 +28,7 @@ from .models import ModelConfig, PSpikeSSM
 
 @dataclass
 class TrainConfig:
-    epochs: int = 60
+    epochs: int = 50
     batch_size: int = 64
     lr: float = 4e-3
     weight_decay: float = 0.01

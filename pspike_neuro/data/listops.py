@@ -52,7 +52,7 @@ _OPERATOR_FNS = list(OPERATORS.values())
 _SHORTEST_EXPRESSION = 4  # "[OP d d ]"
 
 NESTED_ARGUMENT_PROB = 0.25
-"""Chance that an argument above the depth limit is a nested expression (LRA's ``VALUE_P``)."""
+"""Chance that an argument is a nested expression while nesting is below ``max_depth`` (LRA's ``VALUE_P``)."""
 
 MAX_DRAWS_WITHOUT_PROGRESS = 20_000
 """Give up when this many draws in a row are too short, too long or repeats."""
@@ -187,7 +187,9 @@ def generate_listops(
     ``max_depth`` nested operators each argument is a nested expression with probability
     ``NESTED_ARGUMENT_PROB``, else a uniform digit (``max_depth=1`` gives flat lists). Expressions whose
     token count falls outside ``[min_length, max_length]`` or that repeat an earlier one are
-    rejected and redrawn. Labels are the expression values. The same arguments give the same data.
+    rejected and redrawn; after ``MAX_DRAWS_WITHOUT_PROGRESS`` rejections in a row it raises UserError
+    (long expressions need room to branch: raise ``max_args`` or ``max_depth``). Labels are the
+    expression values. The same arguments give the same data.
     """
     _check_options(n, max_depth, max_args, min_length, max_length)
     rng = random.Random(seed)

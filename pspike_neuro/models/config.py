@@ -89,6 +89,7 @@ PRESETS: dict[str, Preset] = {
     "small": Preset(
         "4 layers, H=128, N=32, pre-BatchNorm, residual; the sdigits/psdigits default",
         model=dict(d_model=128, d_state=32, n_layers=4),
+        train=dict(epochs=50),
     ),
     "tiny": Preset(
         "2 layers, H=32, N=8; for smoke tests",
