@@ -18,7 +18,7 @@ DEFAULT_PRESET = {"sdigits": "small", "psdigits": "small", "listops": "listops",
                   "smnist": "psmnist", "psmnist": "psmnist"}
 
 #: command-line flag -> ModelConfig field
-MODEL_FLAGS = {"d_model": "d_model", "d_state": "d_state", "layers": "n_layers", "init": "init",
+MODEL_FLAGS = {"d_model": "d_model", "d_state": "d_state", "layers": "n_layers", "ssm_init": "init",
                "discretization": "discretization", "phi": "phi", "psi": "psi", "norm": "norm",
                "dropout": "dropout", "sampler": "sampler", "dt_min": "dt_min", "dt_max": "dt_max"}
 TRAIN_FLAGS = ("epochs", "batch_size", "lr", "weight_decay", "ssm_lr", "seed", "device", "eval_seeds")
@@ -29,7 +29,7 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--d-model", type=int, help="neurons per layer (H)")
     g.add_argument("--d-state", type=int, help="SSM state size per neuron (N, even)")
     g.add_argument("--layers", type=int, help="number of P-SpikeSSM blocks")
-    g.add_argument("--init", help="SSM init: legs, lin or inv")
+    g.add_argument("--ssm-init", help="SSM initialization: legs, lin or inv")
     g.add_argument("--discretization", help="zoh or bilinear")
     g.add_argument("--phi", help="activation after the SSM: identity, relu or gelu")
     g.add_argument("--psi", help="activation after the SpikeMixer: identity, relu or gelu")
@@ -51,8 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a float model on a task and write DIR/model.pt")
-    p.add_argument("--task", required=True, help="sdigits, psdigits, listops, smnist, psmnist")
+    p.add_argument("--task", help="sdigits, psdigits, listops, smnist, psmnist (default with --init: "
+                   "the checkpoint's task)")
     p.add_argument("--out", required=True, help="output folder for model.pt and metrics.json")
+    p.add_argument("--init", metavar="CKPT", help="start from this checkpoint (its model config is used)")
+    p.add_argument("--qat", action="store_true",
+                   help="quantization-aware training: synaptic weights fake-quantized to --weight-bits")
+    p.add_argument("--weight-bits", type=int, default=8, help="Lava weight bits for --qat (default 8)")
     p.add_argument("--preset", help="model size preset (small, tiny, psmnist, listops, lra-image)")
     p.add_argument("--data-dir", help="folder with the real dataset's files (smnist, psmnist)")
     g = p.add_argument_group("training")
@@ -112,17 +117,42 @@ def _train_settings(args) -> tuple[str, dict, dict]:
 
 def cmd_train(args) -> int:
     from .data import load_task
+    from .export.checkpoint import load_checkpoint
     from .models import ModelConfig
     from .training import TrainConfig, train
 
+    init = None
+    if args.init:
+        init = load_checkpoint(args.init)
+        changed = [flag for flag in MODEL_FLAGS if getattr(args, flag, None) is not None]
+        if changed or args.preset:
+            raise UserError(f"--init {args.init}: the model size comes from the checkpoint; drop "
+                            f"{', '.join('--' + f.replace('_', '-') for f in changed) or '--preset'}")
+        args.task = args.task or init.task
+    if not args.task:
+        raise UserError("--task is required (or --init with a checkpoint that records its task)")
+    if args.qat and not 1 <= args.weight_bits <= 8:
+        raise UserError(f"--weight-bits must be in 1..8 (Lava synapses hold 8-bit weights), got {args.weight_bits}")
     preset_name, model_kw, train_kw = _train_settings(args)
     task = load_task(args.task, data_dir=args.data_dir)
-    cfg = ModelConfig(d_input=task.d_input, n_classes=task.n_classes, input_kind=task.input_kind, **model_kw)
+    if init is not None:
+        cfg = init.config
+        preset_name = None
+        if args.qat:
+            train_kw = {"epochs": 10, "lr": 1e-3, "warmup_fraction": 0.0,
+                        **{k: v for k, v in train_kw.items() if getattr(args, k, None) is not None}}
+        if (task.d_input, task.n_classes) != (cfg.d_input, cfg.n_classes):
+            raise UserError(f"--init {args.init}: model expects d_input={cfg.d_input}, n_classes={cfg.n_classes}; "
+                            f"task {task.name} has {task.d_input}, {task.n_classes}")
+    else:
+        cfg = ModelConfig(d_input=task.d_input, n_classes=task.n_classes, input_kind=task.input_kind, **model_kw)
     tcfg = TrainConfig(**train_kw)
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     task_options = {"data_dir": str(Path(args.data_dir).resolve())} if args.data_dir else {}
     metrics = train(task, cfg, tcfg, args.out, task_options=task_options,
-                    progress=not (args.quiet or args.json), log=log)
+                    progress=not (args.quiet or args.json), log=log,
+                    init=init.model if init is not None else None,
+                    qat_weight_bits=args.weight_bits if args.qat else None)
     if args.json:
         summary = {k: v for k, v in metrics.items() if k != "history"}
         summary.update(checkpoint=str(Path(args.out) / "model.pt"), preset=preset_name)

@@ -130,12 +130,21 @@ def evaluate(model: PSpikeSSM, data: SeqDataset, seeds, batch_size: int = 256,
 
 def train(task: TaskData, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str | Path,
           *, task_options: dict | None = None, progress: bool = True,
-          log: Callable[[str], None] = print) -> dict:
-    """Train, evaluate over ``cfg.eval_seeds`` inference seeds, write ``model.pt`` and ``metrics.json``."""
+          log: Callable[[str], None] = print, init: PSpikeSSM | None = None,
+          qat_weight_bits: int | None = None) -> dict:
+    """Train, evaluate over ``cfg.eval_seeds`` inference seeds, write ``model.pt`` and ``metrics.json``.
+
+    ``init`` starts from a trained model (fine-tuning); ``qat_weight_bits`` trains with the
+    synaptic weights fake-quantized to that many Lava weight bits (quantization-aware training).
+    """
     device = resolve_device(cfg.device)
     out_dir = Path(out_dir)
     torch.manual_seed(cfg.seed)
-    model = PSpikeSSM(model_cfg).to(device)
+    model = (init if init is not None else PSpikeSSM(model_cfg)).to(device)
+    if qat_weight_bits is not None:
+        from .quant.qat import add_fake_quant
+
+        add_fake_quant(model, qat_weight_bits)
     optimizer = build_optimizer(model, cfg)
     steps_per_epoch = math.ceil(len(task.train) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
@@ -168,6 +177,10 @@ def train(task: TaskData, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str
     train_time = time.perf_counter() - start
     seeds = list(range(cfg.eval_seeds))
     result = evaluate(model, task.test, seeds, device=device)
+    if qat_weight_bits is not None:
+        from .quant.qat import remove_fake_quant
+
+        remove_fake_quant(model)
     metrics = {
         "task": task.name,
         "test_accuracy": result["accuracy"],
@@ -180,6 +193,7 @@ def train(task: TaskData, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str
         "final_train_accuracy": history[-1]["train_accuracy"],
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "device": str(device),
+        "qat_weight_bits": qat_weight_bits,
         "history": history,
     }
     model.cpu()

@@ -1,0 +1,137 @@
+"""Bit-exact reference simulator of the integer network (docs/numerics.md), in numpy.
+
+The graph is feed-forward, so each population is simulated over the whole sequence before the
+next one: the SSM neuron steps through time (its state is sequential), vectorized over batch,
+neurons and modes; synapses, ClampFuse and the readout are vectorized over time too. Time here is
+model time ``t``; in Lava, block ``l`` runs model time ``t`` at step ``t + l`` (docs/numerics.md §4),
+which changes nothing in the values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..quant.fixed import SaturationCounter, rf_step, saturate, shift, shr_trunc, synaptic_input
+from .rng import uniform_int
+
+
+def _get(rec, name):
+    return rec[name] if isinstance(rec, dict) else getattr(rec, name)
+
+
+@dataclass
+class ReferenceResult:
+    logits: np.ndarray                 # (B, classes) integer readout accumulators
+    predictions: np.ndarray            # (B,)
+    spikes_in: list = field(default_factory=list)   # per layer (B, L, H) bool: input-sampler spikes
+    spikes_out: list = field(default_factory=list)  # per layer (B, L, H) bool: output-sampler spikes
+    residual: list = field(default_factory=list)    # per layer (B, L, H) int64: stream entering the layer
+    states: list = field(default_factory=list)      # per layer (B, L, H, M) complex int pairs if recorded
+    saturation: dict = field(default_factory=dict)
+
+
+def random_block(seed: int, site: int, n: int, length: int, prob_bits: int, samples: np.ndarray) -> np.ndarray:
+    """P-bit uniform integers for every (sample, t, neuron) of one site, shape (B, L, n)."""
+    return uniform_int(seed, site, np.arange(n)[None, None, :], np.arange(length)[None, :, None],
+                       prob_bits, sample=np.asarray(samples)[:, None, None]).astype(np.int64)
+
+
+def neuron_forward(nrn, x: np.ndarray, valid: np.ndarray, seed: int, samples: np.ndarray,
+                   sat: SaturationCounter, record_states: bool = False):
+    """SSM neuron population over a sequence: graded ``x`` (B, L, H) -> spikes ``s``, ``o`` (B, L, H)."""
+    p = _get(nrn, "prob_bits")
+    one = 1 << p
+    layer = _get(nrn, "layer")
+    batch, length, n = x.shape
+    q_in = shr_trunc(_get(nrn, "alpha_m").astype(np.int64) * x, _get(nrn, "alpha_shift")) + _get(nrn, "beta")
+    q_in = np.clip(q_in, 0, one)
+    s_all = (random_block(seed, _get(nrn, "site_in"), n, length, p, samples) < q_in) & valid[..., None]
+    r_out = random_block(seed, _get(nrn, "site_out"), n, length, p, samples)
+    dr, di = _get(nrn, "decay_re").astype(np.int64), _get(nrn, "decay_im").astype(np.int64)
+    b_exp = _get(nrn, "b_exp")
+    b_re = _get(nrn, "b_re").astype(np.int64) << b_exp
+    b_im = _get(nrn, "b_im").astype(np.int64) << b_exp
+    c_re, c_im = _get(nrn, "c_re").astype(np.int64), _get(nrn, "c_im").astype(np.int64)
+    d_term = shift(_get(nrn, "d").astype(np.int64), _get(nrn, "d_exp"))
+    b_out, sign = _get(nrn, "b_out").astype(np.int64), _get(nrn, "out_sign").astype(np.int64)
+    relu = _get(nrn, "phi") == "relu"
+    zr = np.zeros((batch, n, dr.shape[1]), np.int64)
+    zi = np.zeros_like(zr)
+    o_all = np.zeros((batch, length, n), bool)
+    states = np.zeros((batch, length, n, dr.shape[1], 2), np.int64) if record_states else None
+    n_state_sat = n_v_sat = 0
+    for t in range(length):
+        s = s_all[:, t].astype(np.int64)
+        zr, zi, n_sat = rf_step(zr, zi, dr, di, s[..., None] * b_re, s[..., None] * b_im)
+        n_state_sat += n_sat
+        v = shr_trunc((c_re * zr - c_im * zi).sum(-1), _get(nrn, "c_shift")) + s * d_term + b_out
+        v, n_sat = saturate(v)
+        n_v_sat += n_sat
+        g = sign * np.maximum(v, 0) if relu else v
+        o_all[:, t] = r_out[:, t] < np.clip(g, 0, one)
+        if record_states:
+            states[:, t, :, :, 0], states[:, t, :, :, 1] = zr, zi
+    sat.add(f"layer{layer}.state", n_state_sat)
+    sat.add(f"layer{layer}.output", n_v_sat)
+    return s_all, o_all, states
+
+
+def fuse_forward(fuse, x: np.ndarray, a: np.ndarray, sat: SaturationCounter) -> np.ndarray:
+    """ClampFuse: ``sat(shr_trunc(post_m * (x + psi(a + bias)), post_shift) + post_offset)``."""
+    m = a + _get(fuse, "bias")
+    if _get(fuse, "psi") == "relu":
+        m = np.maximum(m, 0)
+    y = x + m if _get(fuse, "residual") else m
+    y = shr_trunc(_get(fuse, "post_scale_m").astype(np.int64) * y, _get(fuse, "post_shift")) + _get(fuse, "post_offset")
+    y, n_sat = saturate(y)
+    sat.add(f"layer{_get(fuse, 'layer')}.residual", n_sat)
+    return y
+
+
+def quantize_input(x0: np.ndarray, frac_bits: int, sat: SaturationCounter) -> np.ndarray:
+    """Host encoder output (float) -> 24-bit graded input messages."""
+    x, n_sat = saturate(np.rint(x0 * 2.0 ** frac_bits).astype(np.int64))
+    sat.add("input", n_sat)
+    return x
+
+
+def simulate(net: dict, x0: np.ndarray, seed: int, samples=None, lengths=None,
+             record_states: bool = False) -> ReferenceResult:
+    """Run the integer network on host-encoded inputs ``x0`` (B, L, H) float."""
+    batch, length, _ = x0.shape
+    samples = np.arange(batch) if samples is None else np.asarray(samples)
+    valid = np.ones((batch, length), bool) if lengths is None else np.arange(length)[None] < np.asarray(lengths)[:, None]
+    sat = SaturationCounter()
+    x = quantize_input(x0, _get(net["input"], "frac_bits"), sat)
+    result = ReferenceResult(logits=None, predictions=None)
+    for blk in net["blocks"]:
+        s, o, states = neuron_forward(blk["neuron"], x, valid, seed, samples, sat, record_states)
+        mixer = blk["mixer"]
+        a = synaptic_input(_dense(mixer), o.reshape(batch * length, -1), _get(mixer, "weight_exp"), 0)
+        result.spikes_in.append(s)
+        result.spikes_out.append(o)
+        result.residual.append(x)
+        if record_states:
+            result.states.append(states)
+        x = fuse_forward(blk["fuse"], x, a.reshape(batch, length, -1), sat)
+    syn, integ = net["readout"]["synapse"], net["readout"]["integrator"]
+    per_step = synaptic_input(_dense(syn), x.reshape(batch * length, -1), _get(syn, "weight_exp"),
+                              _get(syn, "num_message_bits")).reshape(batch, length, -1)
+    acc = np.zeros((batch, per_step.shape[-1]), np.int64)
+    n_acc_sat = 0
+    for t in range(length):
+        acc_next, n_sat = saturate(acc + per_step[:, t] + _get(integ, "bias"))
+        acc = np.where(valid[:, t, None], acc_next, acc)
+        n_acc_sat += n_sat
+    sat.add("readout", n_acc_sat)
+    result.logits, result.predictions = acc, acc.argmax(-1)
+    result.saturation = sat.as_dict()
+    return result
+
+
+def _dense(syn) -> np.ndarray:
+    if isinstance(syn, dict):
+        return syn["weights"]
+    return syn.to_dense()

@@ -1,0 +1,82 @@
+"""Folding BatchNorm and affines is exact, and undeployable models are refused by name."""
+
+import numpy as np
+import pytest
+import torch
+
+from pspike_neuro.errors import UserError
+from pspike_neuro.models import ModelConfig, PSpikeSSM
+from pspike_neuro.quant.fold import encode, float_forward, fold_model
+from pspike_neuro.sim.rng import CounterNoise, uniform_float_block
+
+
+def _trained_like(cfg: ModelConfig, seed=0) -> PSpikeSSM:
+    """A model with non-trivial BatchNorm statistics and affines (as after training)."""
+    torch.manual_seed(seed)
+    model = PSpikeSSM(cfg)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("a_in", "a_out")):
+                p.uniform_(-1.5, 1.5)
+            elif name.endswith(("b_in", "b_out")):
+                p.uniform_(-0.2, 0.6)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+    return model.eval()
+
+
+@pytest.mark.parametrize("kw", [
+    dict(), dict(prenorm=False), dict(residual=False), dict(phi="relu"), dict(psi="identity"),
+    dict(norm="none"), dict(share_ab=True, discretization="bilinear", init="lin"),
+])
+def test_folded_network_equals_torch_model_under_common_random_numbers(kw):
+    cfg = ModelConfig(d_input=2, n_classes=4, d_model=12, d_state=6, n_layers=2, **kw)
+    model = _trained_like(cfg).double()
+    x = torch.rand(5, 30, 2, dtype=torch.float64)
+    noise = CounterNoise(seed=11, prob_bits=16)
+    with torch.no_grad():
+        logits = model(x, noise=lambda site, shape, dev, dt: noise(site, shape, dev, torch.float64))
+    folded = fold_model(model)
+    uniforms = lambda site, t: uniform_float_block(11, site, 12, t, 16, np.arange(5))
+    out = float_forward(folded, encode(folded, x), uniforms)
+    np.testing.assert_allclose(out, logits.numpy(), rtol=0, atol=1e-9)
+
+
+def test_folded_network_respects_padding():
+    cfg = ModelConfig(d_input=10, n_classes=3, input_kind="tokens", d_model=8, d_state=4, n_layers=1)
+    model = _trained_like(cfg).double()
+    x = torch.randint(1, 10, (3, 12))
+    lengths = torch.tensor([12, 7, 3])
+    noise = CounterNoise(seed=2)
+    with torch.no_grad():
+        logits = model(x, lengths, noise=lambda site, shape, dev, dt: noise(site, shape, dev, torch.float64))
+    folded = fold_model(model)
+    uniforms = lambda site, t: uniform_float_block(2, site, 8, t, 16, np.arange(3))
+    out = float_forward(folded, encode(folded, x), uniforms, lengths=lengths.numpy())
+    np.testing.assert_allclose(out, logits.numpy(), atol=1e-9)
+
+
+def test_relu_phi_keeps_the_sign_of_a_out():
+    cfg = ModelConfig(d_model=4, d_state=2, n_layers=1, phi="relu")
+    model = _trained_like(cfg)
+    with torch.no_grad():
+        model.blocks[0].a_out.copy_(torch.tensor([-2.0, 0.5, -0.1, 1.0]))
+    folded = fold_model(model)
+    assert folded.blocks[0].out_sign.tolist() == [-1, 1, -1, 1]
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(bidirectional=True), "bidirectional blocks .* retrain without --bidirectional"),
+    (dict(norm="layer"), "LayerNorm .* retrain with --norm batch"),
+    (dict(phi="gelu"), "phi=gelu .* --phi identity"),
+    (dict(psi="gelu"), "psi=gelu .* --psi identity"),
+    (dict(sampler="lif"), "LIF baseline"),
+])
+def test_undeployable_models_are_refused(kw, message):
+    model = PSpikeSSM(ModelConfig(d_model=4, d_state=2, n_layers=1, **kw))
+    with pytest.raises(UserError, match=message):
+        fold_model(model)
