@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import UserError
 from .fixed import quantize_decay, quantize_mantissa, quantize_weights
-from .fold import FoldedNetwork
+from .fold import FoldedNetwork, float_forward
 
 STATE_BITS = 24
 STATE_MAX = 2 ** (STATE_BITS - 1) - 1
@@ -154,3 +154,18 @@ def quantize_network(folded: FoldedNetwork, stats: dict, qc: QuantConfig) -> dic
         acc_frac_bits=acc_bits,
     )
     return {"input": dict(n=folded.config.d_model, frac_bits=x_bits[0]), "blocks": blocks, "readout": readout}
+
+
+def calibrate(folded: FoldedNetwork, x0: np.ndarray, qc: QuantConfig, lengths=None) -> dict:
+    """Activation statistics of the folded float network on host-encoded calibration inputs."""
+    from ..sim.rng import uniform_float_block
+
+    samples = np.arange(x0.shape[0])
+    width = folded.config.d_model
+
+    def uniforms(site, t):
+        return uniform_float_block(qc.seed, site, width, t, qc.prob_bits, samples)
+
+    stats: dict = {}
+    float_forward(folded, x0, uniforms, lengths=lengths, record=stats)
+    return stats

@@ -1,0 +1,175 @@
+"""Integer primitives of the deployment contract (docs/numerics.md §1), defined once.
+
+The quantizer, the numpy reference simulator and the Lava fixed-point process models all import
+these. Arithmetic is int64 throughout; every function is vectorized.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+from scipy import sparse
+
+STATE_BITS = 24
+DECAY_BITS = 12
+
+
+def shr_floor(a, n: int) -> np.ndarray:
+    """``a >> n``: arithmetic shift, rounds toward minus infinity (Lava Dense/Sparse)."""
+    return np.right_shift(np.asarray(a, np.int64), n)
+
+
+def shr_trunc(a, n: int) -> np.ndarray:
+    """``sign(a) * (|a| >> n)``: rounds toward zero (``lava.proc.rf``'s ``scale_volt``)."""
+    a = np.asarray(a, np.int64)
+    return np.sign(a) * np.right_shift(np.abs(a), n)
+
+
+def shift(a, exp: int) -> np.ndarray:
+    """``a << exp`` for ``exp > 0``, else ``a >> -exp`` (floor): Lava's ``weight_exp``."""
+    a = np.asarray(a, np.int64)
+    return np.left_shift(a, exp) if exp > 0 else np.right_shift(a, -exp)
+
+
+def saturate(a, bits: int = STATE_BITS) -> tuple[np.ndarray, int]:
+    """Clip to ``[-(2^(bits-1) - 1), 2^(bits-1) - 1]`` and count the clipped elements."""
+    a = np.asarray(a, np.int64)
+    limit = (1 << (bits - 1)) - 1
+    n_events = int(np.count_nonzero((a > limit) | (a < -limit)))
+    return (np.clip(a, -limit, limit) if n_events else a), n_events
+
+
+class SaturationCounter:
+    """Saturation events per named place (``layer0.state``, ``readout``...)."""
+
+    def __init__(self):
+        self.counts: dict[str, int] = defaultdict(int)
+
+    def add(self, name: str, n: int) -> None:
+        self.counts[name] += int(n)
+
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.counts)
+
+
+def lava_sign_mode(w_int: np.ndarray) -> str:
+    """``mixed``, ``excitatory`` (all >= 0) or ``inhibitory`` (all <= 0), as Lava infers it."""
+    w = np.asarray(w_int)
+    if w.size == 0 or w.min() >= 0:
+        return "excitatory"
+    if w.max() <= 0:
+        return "inhibitory"
+    return "mixed"
+
+
+def _grid(sign_mode: str, num_weight_bits: int) -> tuple[int, int, int]:
+    """(step, lowest, highest) of the integers Lava keeps after clip_weights + truncate_weights."""
+    mixed = sign_mode == "mixed"
+    step = 1 << (8 - num_weight_bits + int(mixed))
+    if mixed:
+        return step, -256, (255 // step) * step
+    highest = (255 // step) * step
+    return (step, -highest, 0) if sign_mode == "inhibitory" else (step, 0, highest)
+
+
+def lava_effective_weights(w_int, num_weight_bits: int = 8, sign_mode: str | None = None) -> np.ndarray:
+    """The weights Lava's fixed-point Dense/Sparse really use: clip to 8 bits, drop low bits.
+
+    Mirrors ``lava.utils.weightutils.clip_weights(num_bits=8)`` then ``truncate_weights``:
+    mixed signs keep ``[-256, 255]`` then clear ``9 - num_weight_bits`` low bits (so 8-bit mixed
+    weights are even), one-signed weights keep magnitudes ``[0, 255]`` and clear
+    ``8 - num_weight_bits`` bits of the magnitude.
+    """
+    w = np.asarray(w_int, np.int64)
+    mode = sign_mode or lava_sign_mode(w)
+    mixed = mode == "mixed"
+    mag = -w if mode == "inhibitory" else w
+    mag = np.clip(mag, -256 if mixed else 0, 255)
+    drop = 8 - num_weight_bits + int(mixed)
+    mag = np.left_shift(np.right_shift(mag, drop), drop)
+    return -mag if mode == "inhibitory" else mag
+
+
+def quantize_weights(w, num_weight_bits: int = 8) -> tuple[np.ndarray, int]:
+    """``w ~= w_int * 2^weight_exp`` with ``w_int`` on Lava's grid; nearest rounding.
+
+    The exponent is the smallest whose grid holds the largest weight (maximal precision). The
+    returned ``w_int`` passes through :func:`lava_effective_weights` unchanged.
+    """
+    w = np.asarray(w, np.float64)
+    if not np.all(np.isfinite(w)):
+        raise ValueError(f"{int(np.count_nonzero(~np.isfinite(w)))} weight(s) are NaN or infinite")
+    if not np.any(w):
+        return np.zeros(w.shape, np.int64), 0
+    step, lo, hi = _grid(lava_sign_mode(w), num_weight_bits)
+    half = step / 2  # a value within half a step of the end still rounds onto the grid
+    ratio = max(float(w.max()) / (hi + half) if hi > 0 else 0.0, float(w.min()) / (lo - half) if lo < 0 else 0.0)
+    exp = int(np.ceil(np.log2(ratio)))
+    while True:  # at most one extra step: rounding may push the extreme value past the grid
+        w_int = (np.rint(w / 2.0 ** exp / step) * step).astype(np.int64)
+        if w_int.max() <= hi and w_int.min() >= lo:
+            return w_int, exp
+        exp += 1
+
+
+def synaptic_input(w_int, x, weight_exp: int, num_message_bits: int) -> np.ndarray:
+    """One step of Lava's fixed-point Dense/Sparse: ``shift(W @ x, weight_exp)``.
+
+    ``num_message_bits == 0`` reads the input as binary (``x.astype(bool)``, so a negative graded
+    value counts as 1), as Lava does. ``x`` is (n_in,) or (batch, n_in); ``w_int`` dense or CSR.
+    """
+    x = np.asarray(x)
+    x = x.astype(bool).astype(np.int64) if num_message_bits == 0 else x.astype(np.int64)
+    w = w_int if sparse.issparse(w_int) else np.asarray(w_int, np.int64)
+    acc = (w @ x.T).T if x.ndim == 2 else w @ x
+    return shift(np.asarray(acc, np.int64), weight_exp)
+
+
+def quantize_mantissa(values, bits: int) -> tuple[np.ndarray, int]:
+    """Signed ``bits``-bit mantissas with one exponent: ``values ~= m * 2^exp``, nearest rounding."""
+    v = np.asarray(values, np.float64)
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"{int(np.count_nonzero(~np.isfinite(v)))} value(s) are NaN or infinite")
+    limit = (1 << (bits - 1)) - 1
+    biggest = float(np.abs(v).max()) if v.size else 0.0
+    if biggest == 0:
+        return np.zeros(v.shape, np.int64), 0
+    exp = int(np.ceil(np.log2(biggest / (limit + 0.5))))
+    m = np.rint(v / 2.0 ** exp)
+    if np.abs(m).max() > limit:  # rounding pushed the largest value past the range
+        exp += 1
+        m = np.rint(v / 2.0 ** exp)
+    return m.astype(np.int64), exp
+
+
+def quantize_decay(lam, decay_bits: int = DECAY_BITS) -> tuple[np.ndarray, np.ndarray]:
+    """Complex decays as ``decay_bits`` fractions (4096 = 1.0 for 12 bits), nearest rounding."""
+    lam = np.asarray(lam, np.complex128)
+    one = 1 << decay_bits
+    re = np.rint(lam.real * one).astype(np.int64)
+    im = np.rint(lam.imag * one).astype(np.int64)
+    unstable = np.count_nonzero(re.astype(np.float64) ** 2 + im.astype(np.float64) ** 2 >= one * one)
+    if unstable:
+        raise ValueError(f"{unstable} SSM mode(s) have |decay| >= 1 after rounding to {decay_bits} bits "
+                         "and would grow without bound")
+    return re, im
+
+
+def rf_step(re, im, decay_re, decay_im, in_re, in_im, decay_bits: int = DECAY_BITS,
+            state_bits: int = STATE_BITS) -> tuple[np.ndarray, np.ndarray, int]:
+    """One sub-threshold step of ``lava.proc.rf``'s fixed-point model, per-element decays.
+
+    ``re' = sat(shr_trunc(dr re) - shr_trunc(di im) + in_re)``,
+    ``im' = sat(shr_trunc(di re) + shr_trunc(dr im) + in_im)``; returns the saturation count.
+    """
+    re, im = np.asarray(re, np.int64), np.asarray(im, np.int64)
+    dr, di = np.asarray(decay_re, np.int64), np.asarray(decay_im, np.int64)
+    new_re = shr_trunc(dr * re, decay_bits) - shr_trunc(di * im, decay_bits) + in_re
+    new_im = shr_trunc(di * re, decay_bits) + shr_trunc(dr * im, decay_bits) + in_im
+    new_re, n_re = saturate(new_re, state_bits)
+    new_im, n_im = saturate(new_im, state_bits)
+    return new_re, new_im, n_re + n_im
