@@ -1,0 +1,167 @@
+"""The netlist file (HDF5, ``.net``): one generic writer and one validating reader.
+
+Layout (docs/netlist-format.md): ``/meta`` attributes (dicts as JSON strings); ``/nodes/<name>``
+groups with attribute ``type``, one dataset per array field, one attribute per scalar field, and
+optional float64 datasets under ``float/``; ``/edges`` with four string datasets ``src``, ``dst``,
+``src_port``, ``dst_port``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..errors import UserError
+from ..fileio import atomic_path
+from .netlist import FORMAT, FORMAT_VERSION, META_KEYS, Edge, Netlist, NetlistError
+from .nodes import NODE_TYPES, NodeError
+
+JSON_META = ("model_config", "quant_config")
+EDGE_FIELDS = ("src", "dst", "src_port", "dst_port")
+
+
+def write_netlist(netlist: Netlist, path) -> None:
+    """Validate, then write atomically: the old file stays until the new one is complete."""
+    netlist.validate()
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            meta = f.create_group("meta")
+            for key, value in netlist.meta.items():
+                meta.attrs[key] = json.dumps(value) if key in JSON_META else value
+            nodes = f.create_group("nodes")
+            for name, node in netlist.nodes.items():
+                g = nodes.create_group(name)
+                g.attrs["type"] = node.type_name()
+                for fld in node.FIELDS:
+                    value = node.values[fld.name]
+                    if fld.kind == "array":
+                        g.create_dataset(fld.name, data=value)
+                    else:
+                        g.attrs[fld.name] = value
+                if node.floats:
+                    fg = g.create_group("float")
+                    for key, value in node.floats.items():
+                        fg.create_dataset(key, data=np.asarray(value, np.float64))
+            edges = f.create_group("edges")
+            for attr in EDGE_FIELDS:
+                edges.create_dataset(attr, data=np.array([getattr(e, attr) for e in netlist.edges], dtype="S"))
+
+
+def _decode(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _read_meta(path: Path, f: h5py.File) -> dict:
+    if "meta" not in f:
+        raise UserError(f"netlist {path}: not a pspike-neuro netlist (no /meta group)")
+    meta = {k: _decode(v) for k, v in f["meta"].attrs.items()}
+    if meta.get("format") != FORMAT:
+        raise UserError(f"netlist {path}: not a pspike-neuro netlist (format {meta.get('format')!r})")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise UserError(f"netlist {path}: invalid format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise UserError(f"netlist {path}: format version {version} is newer than this pspike-neuro reads "
+                        f"({FORMAT_VERSION}); upgrade pspike-neuro")
+    for key in META_KEYS:
+        if key not in meta:
+            raise UserError(f"netlist {path}: /meta is missing {key}")
+    for key in JSON_META:
+        try:
+            meta[key] = json.loads(meta[key])
+        except (TypeError, ValueError):
+            raise UserError(f"netlist {path}: /meta {key} is not valid JSON") from None
+        if not isinstance(meta[key], dict):
+            raise UserError(f"netlist {path}: /meta {key} is not a mapping")
+    for key in ("seed", "latency_steps"):
+        if not isinstance(meta[key], int) or meta[key] < 0:
+            raise UserError(f"netlist {path}: /meta {key} must be a non-negative integer")
+    sha = meta["source_sha256"]
+    if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+        raise UserError(f"netlist {path}: /meta source_sha256 is not a sha256 hex digest")
+    return meta
+
+
+def _read_node(path: Path, name: str, g) -> object:
+    if not isinstance(g, h5py.Group):
+        raise UserError(f"netlist {path}: /nodes/{name} is not a group")
+    type_name = _decode(g.attrs.get("type"))
+    cls = NODE_TYPES.get(type_name)
+    if cls is None:
+        raise UserError(f"netlist {path}: node {name} has unknown type {type_name!r}; "
+                        f"known: {', '.join(NODE_TYPES)}")
+    declared = {fld.name: fld for fld in cls.FIELDS}
+    values = {}
+    for fld in cls.FIELDS:
+        if fld.kind == "array":
+            if fld.name not in g or not isinstance(g[fld.name], h5py.Dataset):
+                raise UserError(f"netlist {path}: node {name} ({type_name}): field {fld.name}: missing")
+            data = g[fld.name]
+            if data.dtype != np.dtype(fld.dtype):
+                raise UserError(f"netlist {path}: node {name} ({type_name}): field {fld.name}: "
+                                f"dtype {data.dtype}, expected {fld.dtype}")
+            values[fld.name] = data[()]
+        else:
+            if fld.name not in g.attrs:
+                raise UserError(f"netlist {path}: node {name} ({type_name}): field {fld.name}: missing")
+            value = _decode(g.attrs[fld.name])
+            values[fld.name] = value
+    extra = [k for k in list(g.keys()) + list(g.attrs.keys()) if k not in declared and k not in ("type", "float")]
+    if extra:
+        raise UserError(f"netlist {path}: node {name} ({type_name}): field {extra[0]}: not a field of this type")
+    floats = {}
+    if "float" in g:
+        for key, data in g["float"].items():
+            if not isinstance(data, h5py.Dataset) or data.dtype != np.float64:
+                raise UserError(f"netlist {path}: node {name}: float/{key} must be a float64 dataset")
+            floats[key] = data[()]
+    try:
+        return cls(name, values, floats)
+    except NodeError as exc:
+        raise UserError(f"netlist {path}: {exc}") from None
+
+
+def read_netlist(path) -> Netlist:
+    """Read and validate a netlist; every problem is a one-line :class:`UserError`."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"netlist {path}: no such file")
+    if path.is_dir():
+        raise UserError(f"netlist {path}: is a directory")
+    try:
+        with h5py.File(path, "r") as f:
+            meta = _read_meta(path, f)
+            if "nodes" not in f or not isinstance(f["nodes"], h5py.Group):
+                raise UserError(f"netlist {path}: no /nodes group")
+            nodes = {name: _read_node(path, name, g) for name, g in f["nodes"].items()}
+            if "edges" not in f:
+                raise UserError(f"netlist {path}: no /edges group")
+            columns = []
+            for attr in EDGE_FIELDS:
+                if attr not in f["edges"]:
+                    raise UserError(f"netlist {path}: /edges is missing {attr}")
+                data = f["edges"][attr][()]
+                if data.ndim != 1 or data.dtype.kind != "S":
+                    raise UserError(f"netlist {path}: /edges/{attr} must be a 1-D string dataset")
+                columns.append([_decode(v) for v in data])
+            if len({len(c) for c in columns}) != 1:
+                raise UserError(f"netlist {path}: /edges columns have different lengths")
+            edges = [Edge(*row) for row in zip(*columns)]
+    except UserError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, UnicodeDecodeError) as exc:
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise UserError(f"netlist {path}: unreadable or corrupt HDF5 file ({reason})") from None
+    netlist = Netlist(meta=meta, nodes=nodes, edges=edges)
+    try:
+        netlist.validate()
+    except NetlistError as exc:
+        raise UserError(f"netlist {path}: {exc}") from None
+    return netlist
