@@ -1,4 +1,4 @@
-"""The ``pspike`` command: train, eval, demo.
+"""The ``pspike`` command: train, eval, export, inspect, demo.
 
 Exit codes: 0 success, 1 a check failed, 2 bad input (one line on stderr, no traceback).
 """
@@ -79,6 +79,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder with the real dataset's files (smnist, psmnist)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("export", help="quantize a checkpoint and write a netlist (.net)")
+    p.add_argument("checkpoint")
+    p.add_argument("-o", "--output", required=True, help="netlist file to write (e.g. model.net)")
+    p.add_argument("--weight-bits", type=int, default=8, help="Lava weight bits of the synapses (1..8)")
+    p.add_argument("--prob-bits", type=int, default=16, help="bits of sampler probabilities (1..24)")
+    p.add_argument("--ssm-bits", type=int, default=8, help="mantissa bits of Bbar, C and D")
+    p.add_argument("--affine-bits", type=int, default=12, help="mantissa bits of the sampler and norm scales")
+    p.add_argument("--calib-samples", type=int, default=256, help="training samples used for calibration")
+    p.add_argument("--density", type=float, help="magnitude-prune each mixer to this fraction of weights")
+    p.add_argument("--seed", type=int, default=0, help="random seed recorded for the deployed samplers")
+    p.add_argument("--data-dir", help="folder with the real dataset's files (smnist, psmnist)")
+    p.add_argument("--netx", metavar="FILE", help="also write the readout as a lava-dl netx HDF5 file")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("inspect", help="describe a netlist: nodes, bit widths, memory, Loihi 2 cores")
+    p.add_argument("netlist")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("demo", help="the main job on embedded data: train and evaluate on sdigits")
@@ -215,7 +233,42 @@ def cmd_demo(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "demo": cmd_demo}
+def cmd_export(args) -> int:
+    from .export.build import build_netlist
+    from .export.checkpoint import load_checkpoint
+    from .export.hdf5 import write_netlist
+    from .quant.quantize import QuantConfig
+
+    qc = QuantConfig(weight_bits=args.weight_bits, prob_bits=args.prob_bits, ssm_bits=args.ssm_bits,
+                     affine_bits=args.affine_bits, calib_samples=args.calib_samples, density=args.density,
+                     seed=args.seed)
+    ckpt = load_checkpoint(args.checkpoint)
+    netlist, report = build_netlist(ckpt, qc, data_dir=args.data_dir)
+    write_netlist(netlist, args.output)
+    if args.netx:
+        from .export.netx import write_readout_netx
+
+        write_readout_netx(netlist, args.netx)
+    summary = {"netlist": str(args.output), **netlist.summary(), **report}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"wrote {args.output}: {summary['nodes']} nodes, {summary['nonzero_synapses']} synapses, "
+              f"latency {summary['latency_steps']} steps, exported in {report['export_time_s']:.1f} s")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from .export.hdf5 import read_netlist
+    from .export.inspect import describe, render_text
+
+    info = describe(read_netlist(args.netlist))
+    print(json.dumps(info, indent=2) if args.json else render_text(info))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "inspect": cmd_inspect,
+            "demo": cmd_demo}
 
 
 def main(argv=None) -> int:
@@ -232,6 +285,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"pspike {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a command that stopped reading (e.g. head)
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -9,24 +9,7 @@ from pspike_neuro.models import ModelConfig, PSpikeSSM
 from pspike_neuro.quant.fold import encode, float_forward, fold_model
 from pspike_neuro.sim.rng import CounterNoise, uniform_float_block
 
-
-def _trained_like(cfg: ModelConfig, seed=0) -> PSpikeSSM:
-    """A model with non-trivial BatchNorm statistics and affines (as after training)."""
-    torch.manual_seed(seed)
-    model = PSpikeSSM(cfg)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith(("a_in", "a_out")):
-                p.uniform_(-1.5, 1.5)
-            elif name.endswith(("b_in", "b_out")):
-                p.uniform_(-0.2, 0.6)
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm1d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.3, 0.3)
-    return model.eval()
+from .conftest import trained_like
 
 
 @pytest.mark.parametrize("kw", [
@@ -35,7 +18,7 @@ def _trained_like(cfg: ModelConfig, seed=0) -> PSpikeSSM:
 ])
 def test_folded_network_equals_torch_model_under_common_random_numbers(kw):
     cfg = ModelConfig(d_input=2, n_classes=4, d_model=12, d_state=6, n_layers=2, **kw)
-    model = _trained_like(cfg).double()
+    model = trained_like(cfg).double()
     x = torch.rand(5, 30, 2, dtype=torch.float64)
     noise = CounterNoise(seed=11, prob_bits=16)
     with torch.no_grad():
@@ -48,7 +31,7 @@ def test_folded_network_equals_torch_model_under_common_random_numbers(kw):
 
 def test_folded_network_respects_padding():
     cfg = ModelConfig(d_input=10, n_classes=3, input_kind="tokens", d_model=8, d_state=4, n_layers=1)
-    model = _trained_like(cfg).double()
+    model = trained_like(cfg).double()
     x = torch.randint(1, 10, (3, 12))
     lengths = torch.tensor([12, 7, 3])
     noise = CounterNoise(seed=2)
@@ -62,7 +45,7 @@ def test_folded_network_respects_padding():
 
 def test_relu_phi_keeps_the_sign_of_a_out():
     cfg = ModelConfig(d_model=4, d_state=2, n_layers=1, phi="relu")
-    model = _trained_like(cfg)
+    model = trained_like(cfg)
     with torch.no_grad():
         model.blocks[0].a_out.copy_(torch.tensor([-2.0, 0.5, -0.1, 1.0]))
     folded = fold_model(model)

@@ -31,6 +31,7 @@ def write_netlist(netlist: Netlist, path) -> None:
             meta = f.create_group("meta")
             for key, value in netlist.meta.items():
                 meta.attrs[key] = json.dumps(value) if key in JSON_META else value
+            meta.attrs["content_sha256"] = netlist.content_sha256()
             nodes = f.create_group("nodes")
             for name, node in netlist.nodes.items():
                 g = nodes.create_group(name)
@@ -159,9 +160,13 @@ def read_netlist(path) -> Netlist:
     except (OSError, KeyError, ValueError, TypeError, RuntimeError, UnicodeDecodeError) as exc:
         reason = " ".join(str(exc).split())[:160] or type(exc).__name__
         raise UserError(f"netlist {path}: unreadable or corrupt HDF5 file ({reason})") from None
+    stored_digest = meta.pop("content_sha256", None)
     netlist = Netlist(meta=meta, nodes=nodes, edges=edges)
     try:
         netlist.validate()
     except NetlistError as exc:
         raise UserError(f"netlist {path}: {exc}") from None
+    if stored_digest != netlist.content_sha256():
+        raise UserError(f"netlist {path}: content checksum mismatch (the file was modified or corrupted "
+                        "after it was written)")
     return netlist

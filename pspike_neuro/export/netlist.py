@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import hashlib
+
 import networkx as nx
 import numpy as np
 
@@ -105,6 +107,22 @@ class Netlist:
             mixer = next(self.nodes[e.dst] for e in self.edges if e.src == neuron.name)
             out.append({"neuron": neuron, "mixer": mixer, "fuse": fuses[neuron.layer]})
         return out
+
+    def content_sha256(self) -> str:
+        """Digest of every node field, float parameter and edge (the file stores it; the reader
+        recomputes it, so a changed byte that still parses is caught)."""
+        digest = hashlib.sha256()
+        for name in sorted(self.nodes):
+            node = self.nodes[name]
+            digest.update(f"{name}:{node.type_name()}".encode())
+            for group in (node.values, node.floats):
+                for key in sorted(group):
+                    value = np.asarray(group[key])
+                    digest.update(f"{key}:{value.dtype.str}:{value.shape}".encode())
+                    digest.update(value.tobytes() if value.dtype.kind != "U" else str(value).encode())
+        for e in self.edges:
+            digest.update(f"{e.src}.{e.src_port}>{e.dst}.{e.dst_port};".encode())
+        return digest.hexdigest()
 
     def summary(self) -> dict:
         counts: dict[str, int] = {}

@@ -1,0 +1,34 @@
+"""Shared fixtures: small deterministic models with realistic BatchNorm statistics and affines."""
+
+import pytest
+import torch
+
+from pspike_neuro.export.checkpoint import load_checkpoint, save_checkpoint
+from pspike_neuro.models import ModelConfig, PSpikeSSM
+
+
+def trained_like(cfg: ModelConfig, seed: int = 0) -> PSpikeSSM:
+    """A model with non-trivial BatchNorm statistics and sampler affines, as after training."""
+    torch.manual_seed(seed)
+    model = PSpikeSSM(cfg)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("a_in", "a_out")):
+                p.uniform_(-1.5, 1.5)
+            elif name.endswith(("b_in", "b_out")):
+                p.uniform_(-0.2, 0.6)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def small_checkpoint(tmp_path_factory):
+    """A 2-block, H=8, N=4 sdigits-shaped model saved as a checkpoint; returns the loaded Checkpoint."""
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    save_checkpoint(path, trained_like(ModelConfig(d_model=8, d_state=4, n_layers=2)), task="sdigits")
+    return load_checkpoint(path)

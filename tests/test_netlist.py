@@ -1,0 +1,261 @@
+"""The netlist: build from a checkpoint, write/read/write identity, validation, refused files."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pspike_neuro.cli import main
+from pspike_neuro.errors import UserError
+from pspike_neuro.export.build import as_layers, build_netlist, encode_inputs
+from pspike_neuro.export.hdf5 import read_netlist, write_netlist
+from pspike_neuro.export.netlist import Edge, NetlistError
+from pspike_neuro.export.nodes import NodeError, SparseSynapse, SSMNeuron, schema_markdown
+from pspike_neuro.quant.quantize import QuantConfig
+
+
+@pytest.fixture(scope="module")
+def netlist(small_checkpoint):
+    net, _ = build_netlist(small_checkpoint, QuantConfig(calib_samples=32))
+    return net
+
+
+@pytest.fixture(scope="module")
+def net_file(netlist, tmp_path_factory):
+    path = tmp_path_factory.mktemp("net") / "model.net"
+    write_netlist(netlist, path)
+    return path
+
+
+def _contents(path):
+    """Every dataset and attribute of an HDF5 file, as comparable Python values."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        def visit(name, obj):
+            for k, v in obj.attrs.items():
+                out[f"{name}@{k}"] = v.decode() if isinstance(v, bytes) else np.asarray(v).tolist()
+            if isinstance(obj, h5py.Dataset):
+                out[name] = (str(obj.dtype), obj[()].tolist())
+        f.visititems(visit)
+        for k, v in f["meta"].attrs.items():
+            out[f"meta@{k}"] = v.decode() if isinstance(v, bytes) else np.asarray(v).tolist()
+    return out
+
+
+def test_write_read_write_is_identical(netlist, net_file, tmp_path):
+    again = read_netlist(net_file)
+    second = tmp_path / "again.net"
+    write_netlist(again, second)
+    assert _contents(net_file) == _contents(second)
+    assert again.meta == json.loads(json.dumps(netlist.meta))
+    assert again.edges == netlist.edges
+    for name, node in netlist.nodes.items():
+        for key, value in node.values.items():
+            np.testing.assert_array_equal(again.nodes[name].values[key], value)
+        for key, value in node.floats.items():
+            np.testing.assert_array_equal(again.nodes[name].floats[key], value)
+
+
+def test_graph_structure_and_summary(netlist):
+    graph = netlist.to_networkx()
+    assert graph.number_of_nodes() == 9 and graph.number_of_edges() == 10  # 2 blocks
+    order = netlist.topological_order()
+    assert order[0] == "input" and order[-1] == "readout"
+    assert order.index("neuron0") < order.index("mixer0") < order.index("fuse0") < order.index("neuron1")
+    summary = netlist.summary()
+    mixers = [netlist.nodes["mixer0"], netlist.nodes["mixer1"]]
+    assert summary["nonzero_synapses"] == sum(m.nnz for m in mixers) + int(
+        np.count_nonzero(netlist.nodes["readout_synapse"].weights))
+    assert summary["latency_steps"] == 3 and netlist.meta["source_sha256"]
+
+
+def test_file_and_memory_give_the_same_simulation(netlist, net_file):
+    from pspike_neuro.data import load_task
+    from pspike_neuro.sim.reference import simulate
+
+    x = load_task("sdigits").test.x[:4]
+    a = simulate(as_layers(netlist), encode_inputs(netlist, x), seed=3)
+    disk = read_netlist(net_file)
+    b = simulate(as_layers(disk), encode_inputs(disk, x), seed=3)
+    np.testing.assert_array_equal(a.logits, b.logits)
+
+
+def _rewrite(src, dst, edit):
+    dst.write_bytes(src.read_bytes())
+    with h5py.File(dst, "r+") as f:
+        edit(f)
+    return dst
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda f: f["meta"].attrs.__setitem__("format", "other"), "not a pspike-neuro netlist"),
+    (lambda f: f["meta"].attrs.__setitem__("format_version", 7), "newer than this pspike-neuro reads"),
+    (lambda f: f["meta"].attrs.__delitem__("latency_steps"), "missing latency_steps"),
+    (lambda f: f["meta"].attrs.__setitem__("model_config", "{not json"), "model_config is not valid JSON"),
+    (lambda f: f["nodes/neuron0"].attrs.__setitem__("type", "Mystery"), "unknown type 'Mystery'"),
+    (lambda f: f["nodes/neuron0"].__delitem__("c_re"), r"neuron0 \(SSMNeuron\): field c_re: missing"),
+    (lambda f: f["nodes/neuron0"].attrs.__setitem__("colour", 3), "field colour: not a field"),
+    (lambda f: (f["nodes/neuron0"].__delitem__("beta"),
+                f["nodes/neuron0"].create_dataset("beta", data=np.zeros(8, np.float32))),
+     "field beta: dtype float32, expected int32"),
+    (lambda f: (f["nodes/neuron0"].__delitem__("beta"),
+                f["nodes/neuron0"].create_dataset("beta", data=np.zeros(5, np.int32))),
+     r"field beta: shape \(5,\), expected \(8,\)"),
+    (lambda f: f["nodes/neuron0/decay_re"].__setitem__((0, 0), 4096), "decay_re: values outside"),
+    (lambda f: f["nodes/neuron0/decay_re"].__setitem__((0, 0), 17), "content checksum mismatch"),
+    (lambda f: f["nodes/neuron0"].attrs.__setitem__("prob_bits", 40), "prob_bits: value 40 outside"),
+    (lambda f: f["nodes/mixer0/indices"].__setitem__(0, 99), "indices: column 99 is not below n_in=8"),
+    (lambda f: f["nodes/mixer0/indptr"].__setitem__(1, 10**6), "indptr: must start at 0"),
+    (lambda f: f["nodes"].__delitem__("fuse1"), "no node named fuse1"),
+    (lambda f: f["edges/dst_port"].__setitem__(3, b"residual"), "fuse0: input port residual is fed by more"),
+    (lambda f: f["edges/dst_port"].__setitem__(1, b"mixer"), "fuse0: input port mixer is fed by more"),
+])
+def test_damaged_netlists_are_refused_with_a_named_reason(net_file, tmp_path, edit, message):
+    bad = _rewrite(net_file, tmp_path / "bad.net", edit)
+    with pytest.raises(UserError, match=message):
+        read_netlist(bad)
+
+
+def test_cycle_is_refused(netlist):
+    from pspike_neuro.export.netlist import Netlist
+
+    edges = [e for e in netlist.edges if not (e.dst == "neuron1")] + [Edge("fuse1", "neuron1")]
+    with pytest.raises(NetlistError, match="cycle"):
+        Netlist(netlist.meta, netlist.nodes, edges).validate()
+
+
+def test_not_hdf5_truncated_missing(net_file, tmp_path):
+    text = tmp_path / "notes.net"
+    text.write_text("hello")
+    with pytest.raises(UserError, match="unreadable or corrupt HDF5"):
+        read_netlist(text)
+    cut = tmp_path / "cut.net"
+    cut.write_bytes(net_file.read_bytes()[:3000])
+    with pytest.raises(UserError, match="netlist .*cut.net"):
+        read_netlist(cut)
+    with pytest.raises(UserError, match="no such file"):
+        read_netlist(tmp_path / "missing.net")
+
+
+def test_node_records_check_their_fields():
+    with pytest.raises(NodeError, match="field indices: missing"):
+        SparseSynapse("m", dict(n_in=2, n_out=2, nnz=0, indptr=np.zeros(3, np.int32), weights=np.zeros(0),
+                                weight_exp=0, num_weight_bits=8, num_message_bits=0))
+    syn = SparseSynapse.from_dense("m", np.array([[0, 2], [-4, 0]]), -3, 8, 0)
+    assert syn.nnz == 2 and syn.to_dense().tolist() == [[0, 2], [-4, 0]]
+
+
+def test_failed_write_keeps_the_old_file(netlist, net_file, tmp_path, monkeypatch):
+    target = tmp_path / "keep.net"
+    target.write_bytes(net_file.read_bytes())
+    before = target.read_bytes()
+    import pspike_neuro.export.hdf5 as hdf5_mod
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(hdf5_mod.np, "array", boom)  # fails while writing /edges, after the nodes
+    with pytest.raises(RuntimeError):
+        write_netlist(netlist, target)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.net"]
+
+
+def test_schema_doc_matches_declarations():
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "netlist-format.md").read_text()
+    assert schema_markdown() in doc
+    assert "SSMNeuron" in schema_markdown() and "`decay_re` | int16 (n, n_modes) | [-4095, 4095]" in schema_markdown()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzzed_files_give_only_clear_errors(net_file, tmp_path, data):
+    """Truncation and byte flips: the reader either returns a valid netlist or a one-line UserError."""
+    raw = bytearray(net_file.read_bytes())
+    mode = data.draw(st.sampled_from(["truncate", "flip"]))
+    if mode == "truncate":
+        raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
+    else:
+        for _ in range(data.draw(st.integers(1, 8))):
+            pos = data.draw(st.integers(0, len(raw) - 1))
+            raw[pos] ^= data.draw(st.integers(1, 255))
+    path = tmp_path / "fuzz.net"
+    path.write_bytes(bytes(raw))
+    try:
+        net = read_netlist(path)
+    except UserError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith("netlist ")
+    else:  # the flips hit bytes that carry no content: the netlist must be the original one
+        assert net.content_sha256() == read_netlist(net_file).content_sha256()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_schema_violations_give_only_clear_errors(net_file, tmp_path, data):
+    """Replace a random array field by a wrong dtype, shape or out-of-range value; delete nodes/edges."""
+    path = _rewrite(net_file, tmp_path / "mut.net", lambda f: None)
+    with h5py.File(path, "r+") as f:
+        node = data.draw(st.sampled_from(sorted(f["nodes"].keys())))
+        g = f["nodes"][node]
+        arrays = sorted(k for k in g.keys() if isinstance(g[k], h5py.Dataset))
+        action = data.draw(st.sampled_from(["dtype", "shape", "range", "drop_node", "drop_edge"]
+                                           if arrays else ["drop_node", "drop_edge"]))
+        if action in ("dtype", "shape", "range"):
+            key = data.draw(st.sampled_from(arrays))
+            old = g[key][()]
+            del g[key]
+            if action == "dtype":
+                g.create_dataset(key, data=old.astype(np.float64))
+            elif action == "shape":
+                g.create_dataset(key, data=np.zeros((old.size + 1,), old.dtype))
+            else:
+                bad = old.copy().reshape(-1)
+                if bad.size:
+                    bad[0] = np.iinfo(old.dtype).max
+                g.create_dataset(key, data=bad.reshape(old.shape))
+        elif action == "drop_node":
+            del f["nodes"][node]
+        else:
+            k = data.draw(st.integers(0, f["edges/src"].shape[0] - 1))
+            for col in ("src", "dst", "src_port", "dst_port"):
+                vals = list(f["edges"][col][()])
+                del vals[k]
+                del f["edges"][col]
+                f["edges"].create_dataset(col, data=np.array(vals, dtype="S"))
+    with pytest.raises(UserError) as info:
+        read_netlist(path)
+    assert "\n" not in str(info.value)
+
+
+def test_export_and_inspect_cli(small_checkpoint, tmp_path, capsys):
+    out = tmp_path / "m.net"
+    assert main(["export", str(small_checkpoint.path), "-o", str(out), "--calib-samples", "16", "--json"]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    assert exported["latency_steps"] == 3 and out.exists()
+    assert main(["inspect", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert {"nodes", "edges", "cores", "latency_steps"} <= set(info)
+    assert info["latency_steps"] == 3 and info["cores"] == 5 and info["chips"] == 1
+    assert len(info["nodes"]) == 9 and len(info["edges"]) == 10
+    assert main(["inspect", str(out)]) == 0
+    assert "Loihi 2 mapping: 5 cores" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["export", "missing.pt", "-o", "x.net"], "no such file"),
+    (["export", "CKPT", "-o", "x.net", "--weight-bits", "9"], "--weight-bits must be in 1..8"),
+    (["export", "CKPT", "-o", "x.net", "--prob-bits", "30"], "--prob-bits must be in 1..24"),
+    (["export", "CKPT", "-o", "x.net", "--density", "0"], "--density must be in (0, 1]"),
+    (["inspect", "nothing.net"], "no such file"),
+])
+def test_export_user_errors(small_checkpoint, tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    argv = [str(small_checkpoint.path) if a == "CKPT" else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
