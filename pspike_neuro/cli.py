@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder with the real dataset's files (smnist, psmnist)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--fake-quant", type=int, metavar="BITS",
+                   help="evaluate with the synaptic weights fake-quantized to BITS Lava weight bits")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("export", help="quantize a checkpoint and write a netlist (.net)")
@@ -195,10 +197,19 @@ def cmd_eval(args) -> int:
         raise UserError(f"checkpoint {args.checkpoint}: model expects d_input={ckpt.config.d_input}, "
                         f"n_classes={ckpt.config.n_classes} but task {task.name} has {task.d_input}, "
                         f"{task.n_classes}")
-    result = evaluate(ckpt.model, task.test, list(range(args.seeds)), args.batch_size, device)
+    seeds = list(range(args.seeds))
+    if args.fake_quant is not None:
+        from .quant.qat import fake_quantized
+
+        if not 1 <= args.fake_quant <= 8:
+            raise UserError(f"--fake-quant must be in 1..8 (Lava synapses hold 8-bit weights), got {args.fake_quant}")
+        with fake_quantized(ckpt.model, args.fake_quant):
+            result = evaluate(ckpt.model, task.test, seeds, args.batch_size, device)
+    else:
+        result = evaluate(ckpt.model, task.test, seeds, args.batch_size, device)
     out = {"checkpoint": str(args.checkpoint), "task": task.name, "test_accuracy": result["accuracy"],
            "test_accuracy_std": result["accuracy_std"], "test_accuracy_per_seed": result["per_seed"],
-           "inference_seeds": result["seeds"], "n_test": len(task.test)}
+           "inference_seeds": result["seeds"], "n_test": len(task.test), "fake_quant_bits": args.fake_quant}
     if args.json:
         print(json.dumps(out, indent=2))
     else:

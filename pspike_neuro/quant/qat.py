@@ -59,14 +59,3 @@ def fake_quantized(model: PSpikeSSM, num_weight_bits: int):
         yield model
     finally:
         remove_fake_quant(model)
-
-
-def grid_error(model: PSpikeSSM, num_weight_bits: int) -> float:
-    """Largest relative weight change caused by the grid, over all synaptic layers."""
-    worst = 0.0
-    for layer in synaptic_layers(model):
-        w = layer.weight.detach()
-        scale = float(w.abs().max()) or 1.0
-        worst = max(worst, float((lava_grid(w, num_weight_bits) - w).abs().max()) / scale)
-    return worst
-
