@@ -1,5 +1,9 @@
 """Shared fixtures: small deterministic models with realistic BatchNorm statistics and affines."""
 
+# Lava sets the multiprocessing start method to 'fork' when its message infrastructure is imported
+# and fails with "context has already been set" if anything chose a context first; import it before
+# any test can.
+import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
 import pytest
 import torch
 
