@@ -259,3 +259,20 @@ def test_export_user_errors(small_checkpoint, tmp_path, capsys, monkeypatch, arg
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(bidirectional=True), "layer 0: bidirectional blocks"),
+    (dict(norm="layer"), "layer 0: LayerNorm"),
+    (dict(psi="gelu"), "layer 0: psi=gelu"),
+])
+def test_export_refuses_undeployable_checkpoints(tmp_path, capsys, kw, message):
+    from pspike_neuro.export.checkpoint import save_checkpoint
+    from pspike_neuro.models import ModelConfig, PSpikeSSM
+
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, PSpikeSSM(ModelConfig(d_model=4, d_state=2, n_layers=1, **kw)), task="sdigits")
+    assert main(["export", str(path), "-o", str(tmp_path / "m.net")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "m.net").exists()
