@@ -38,43 +38,65 @@ def random_block(seed: int, site: int, n: int, length: int, prob_bits: int, samp
                        prob_bits, sample=np.asarray(samples)[:, None, None]).astype(np.int64)
 
 
+class NeuronParams:
+    """Integer parameters of one SSM population, unpacked once (int64) for the step function."""
+
+    def __init__(self, nrn):
+        self.layer, self.prob_bits = _get(nrn, "layer"), _get(nrn, "prob_bits")
+        self.one = 1 << self.prob_bits
+        self.site_in, self.site_out = _get(nrn, "site_in"), _get(nrn, "site_out")
+        self.alpha_m = _get(nrn, "alpha_m").astype(np.int64)
+        self.alpha_shift, self.beta = _get(nrn, "alpha_shift"), _get(nrn, "beta").astype(np.int64)
+        self.dr, self.di = _get(nrn, "decay_re").astype(np.int64), _get(nrn, "decay_im").astype(np.int64)
+        b_exp = _get(nrn, "b_exp")
+        self.b_re = _get(nrn, "b_re").astype(np.int64) << b_exp
+        self.b_im = _get(nrn, "b_im").astype(np.int64) << b_exp
+        self.c_re, self.c_im = _get(nrn, "c_re").astype(np.int64), _get(nrn, "c_im").astype(np.int64)
+        self.c_shift = _get(nrn, "c_shift")
+        self.d_term = shift(_get(nrn, "d").astype(np.int64), _get(nrn, "d_exp"))
+        self.b_out, self.sign = _get(nrn, "b_out").astype(np.int64), _get(nrn, "out_sign").astype(np.int64)
+        self.relu = _get(nrn, "phi") == "relu"
+
+
+def neuron_step(p: NeuronParams, x, r_in, r_out, valid, zr, zi):
+    """One step of an SSM population (docs/numerics.md §3), vectorized over leading dimensions.
+
+    ``x`` graded input (..., n); ``r_in``, ``r_out`` the P-bit random numbers of both samplers;
+    ``valid`` (..., 1) masks input spikes past a sequence's length; ``zr, zi`` (..., n, M).
+    Returns ``s, o, zr, zi, state_saturations, output_saturations``.
+    """
+    q_in = np.clip(shr_trunc(p.alpha_m * x, p.alpha_shift) + p.beta, 0, p.one)
+    s = ((r_in < q_in) & valid).astype(np.int64)
+    zr, zi, n_state = rf_step(zr, zi, p.dr, p.di, s[..., None] * p.b_re, s[..., None] * p.b_im)
+    v = shr_trunc((p.c_re * zr - p.c_im * zi).sum(-1), p.c_shift) + s * p.d_term + p.b_out
+    v, n_out = saturate(v)
+    g = p.sign * np.maximum(v, 0) if p.relu else v
+    o = r_out < np.clip(g, 0, p.one)
+    return s.astype(bool), o, zr, zi, n_state, n_out
+
+
 def neuron_forward(nrn, x: np.ndarray, valid: np.ndarray, seed: int, samples: np.ndarray,
                    sat: SaturationCounter, record_states: bool = False):
     """SSM neuron population over a sequence: graded ``x`` (B, L, H) -> spikes ``s``, ``o`` (B, L, H)."""
-    p = _get(nrn, "prob_bits")
-    one = 1 << p
-    layer = _get(nrn, "layer")
+    p = NeuronParams(nrn)
     batch, length, n = x.shape
-    q_in = shr_trunc(_get(nrn, "alpha_m").astype(np.int64) * x, _get(nrn, "alpha_shift")) + _get(nrn, "beta")
-    q_in = np.clip(q_in, 0, one)
-    s_all = (random_block(seed, _get(nrn, "site_in"), n, length, p, samples) < q_in) & valid[..., None]
-    r_out = random_block(seed, _get(nrn, "site_out"), n, length, p, samples)
-    dr, di = _get(nrn, "decay_re").astype(np.int64), _get(nrn, "decay_im").astype(np.int64)
-    b_exp = _get(nrn, "b_exp")
-    b_re = _get(nrn, "b_re").astype(np.int64) << b_exp
-    b_im = _get(nrn, "b_im").astype(np.int64) << b_exp
-    c_re, c_im = _get(nrn, "c_re").astype(np.int64), _get(nrn, "c_im").astype(np.int64)
-    d_term = shift(_get(nrn, "d").astype(np.int64), _get(nrn, "d_exp"))
-    b_out, sign = _get(nrn, "b_out").astype(np.int64), _get(nrn, "out_sign").astype(np.int64)
-    relu = _get(nrn, "phi") == "relu"
-    zr = np.zeros((batch, n, dr.shape[1]), np.int64)
+    r_in = random_block(seed, p.site_in, n, length, p.prob_bits, samples)
+    r_out = random_block(seed, p.site_out, n, length, p.prob_bits, samples)
+    zr = np.zeros((batch, n, p.dr.shape[1]), np.int64)
     zi = np.zeros_like(zr)
+    s_all = np.zeros((batch, length, n), bool)
     o_all = np.zeros((batch, length, n), bool)
-    states = np.zeros((batch, length, n, dr.shape[1], 2), np.int64) if record_states else None
+    states = np.zeros((batch, length, n, p.dr.shape[1], 2), np.int64) if record_states else None
     n_state_sat = n_v_sat = 0
     for t in range(length):
-        s = s_all[:, t].astype(np.int64)
-        zr, zi, n_sat = rf_step(zr, zi, dr, di, s[..., None] * b_re, s[..., None] * b_im)
-        n_state_sat += n_sat
-        v = shr_trunc((c_re * zr - c_im * zi).sum(-1), _get(nrn, "c_shift")) + s * d_term + b_out
-        v, n_sat = saturate(v)
-        n_v_sat += n_sat
-        g = sign * np.maximum(v, 0) if relu else v
-        o_all[:, t] = r_out[:, t] < np.clip(g, 0, one)
+        s_all[:, t], o_all[:, t], zr, zi, n1, n2 = neuron_step(p, x[:, t], r_in[:, t], r_out[:, t],
+                                                              valid[:, t, None], zr, zi)
+        n_state_sat += n1
+        n_v_sat += n2
         if record_states:
             states[:, t, :, :, 0], states[:, t, :, :, 1] = zr, zi
-    sat.add(f"layer{layer}.state", n_state_sat)
-    sat.add(f"layer{layer}.output", n_v_sat)
+    sat.add(f"layer{p.layer}.state", n_state_sat)
+    sat.add(f"layer{p.layer}.output", n_v_sat)
     return s_all, o_all, states
 
 
@@ -88,6 +110,13 @@ def fuse_forward(fuse, x: np.ndarray, a: np.ndarray, sat: SaturationCounter) -> 
     y, n_sat = saturate(y)
     sat.add(f"layer{_get(fuse, 'layer')}.residual", n_sat)
     return y
+
+
+def readout_step(acc, a, bias, valid):
+    """``acc <- sat(acc + a + bias)`` on valid steps; returns the new acc and its saturations."""
+    nxt, _ = saturate(acc + a + bias)
+    n_sat = int(np.count_nonzero(valid & (nxt != acc + a + bias)))
+    return np.where(valid, nxt, acc), n_sat
 
 
 def quantize_input(x0: np.ndarray, frac_bits: int, sat: SaturationCounter) -> np.ndarray:
@@ -122,8 +151,7 @@ def simulate(net: dict, x0: np.ndarray, seed: int, samples=None, lengths=None,
     acc = np.zeros((batch, per_step.shape[-1]), np.int64)
     n_acc_sat = 0
     for t in range(length):
-        acc_next, n_sat = saturate(acc + per_step[:, t] + _get(integ, "bias"))
-        acc = np.where(valid[:, t, None], acc_next, acc)
+        acc, n_sat = readout_step(acc, per_step[:, t], _get(integ, "bias"), valid[:, t, None])
         n_acc_sat += n_sat
     sat.add("readout", n_acc_sat)
     result.logits, result.predictions = acc, acc.argmax(-1)

@@ -1,0 +1,242 @@
+"""ProcessModels of the deployed network. ``fixed_pt`` models call the integer step functions of
+``pspike_neuro.sim.reference`` (the contract of docs/numerics.md, defined once); ``floating_pt``
+models follow the folded float network (``pspike_neuro.quant.fold.float_forward``). Both draw their
+random numbers from the counter-based generator, so the runs are reproducible spike by spike.
+
+Messages between our processes are int64 in the fixed-point models, so that the readout Dense
+synapse accumulates graded 24-bit values without int32 wrap-around.
+"""
+
+import numpy as np
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+from pspike_neuro.quant.fixed import SaturationCounter
+from pspike_neuro.sim.lava.processes import ClampFuse, GradedSource, ReadoutIntegrator, SSMNeuron
+from pspike_neuro.sim.reference import NeuronParams, fuse_forward, neuron_step, readout_step
+from pspike_neuro.sim.rng import uniform_int
+
+
+class _Stepper(PyLoihiProcessModel):
+    """Model time of this step, the recordings and saving them at the last step."""
+
+    offset = 1  # model time t = time_step - offset - layer
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.p = proc_params
+        self.layer = proc_params.get("layer", 0)
+        self.length = proc_params["length"]
+        self.records: dict = {}
+        self.sat = SaturationCounter()
+
+    def model_time(self) -> int:
+        return self.time_step - self.offset - self.layer
+
+    def record(self, name, t, value, shape=None):
+        if name not in self.records:
+            self.records[name] = np.zeros((self.length,) + (shape or np.shape(value)), np.asarray(value).dtype)
+        self.records[name][t] = value
+
+    def finish_if_last(self):
+        if self.time_step == self.p["num_steps"] and self.p.get("record_path"):
+            np.savez(self.p["record_path"], **self.records, **{f"sat:{k}": v for k, v in self.sat.as_dict().items()})
+
+
+@implements(proc=GradedSource, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class GradedSourceModel(PyLoihiProcessModel):
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64, precision=24)
+
+    def run_spk(self):
+        data = self.proc_params["data"]
+        k = self.time_step - 1
+        self.s_out.send(data[k] if k < data.shape[0] else np.zeros(data.shape[1], data.dtype))
+
+
+@implements(proc=GradedSource, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class GradedSourceFloatModel(GradedSourceModel):
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+
+
+class _NeuronBase(_Stepper):
+    a_in: PyInPort
+    s_out: PyOutPort
+    spike_count: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        node = proc_params["params"]
+        self.n, self.m = node["n"], node["n_modes"]
+        self.prob_bits = node["prob_bits"]
+        self.site_in, self.site_out = node["site_in"], node["site_out"]
+        self.neurons = np.arange(self.n)
+
+    def randoms(self, t):
+        seed, sample = self.p["seed"], self.p["sample"]
+        return (uniform_int(seed, self.site_in, self.neurons, t, self.prob_bits, sample=sample).astype(np.int64),
+                uniform_int(seed, self.site_out, self.neurons, t, self.prob_bits, sample=sample).astype(np.int64))
+
+    def run_spk(self):
+        x = self.a_in.recv()
+        t = self.model_time()
+        o = np.zeros(self.n, np.int64)
+        if 0 <= t < self.length:
+            valid = np.array([t < self.p["valid_length"]])
+            s, o_bool = self.step(x, t, valid)
+            o = o_bool.astype(np.int64)
+            self.spike_count += o
+            self.record("x", t, x)
+            self.record("s", t, s)
+            self.record("o", t, o_bool)
+        self.s_out.send(o)
+        self.finish_if_last()
+
+
+@implements(proc=SSMNeuron, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class SSMNeuronFixed(_NeuronBase):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64, precision=1)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.params = NeuronParams(proc_params["params"])
+        self.zr = np.zeros((self.n, self.m), np.int64)
+        self.zi = np.zeros((self.n, self.m), np.int64)
+
+    def step(self, x, t, valid):
+        r_in, r_out = self.randoms(t)
+        s, o, self.zr, self.zi, n_state, n_out = neuron_step(self.params, x.astype(np.int64), r_in, r_out,
+                                                             valid, self.zr, self.zi)
+        self.sat.add(f"layer{self.layer}.state", n_state)
+        self.sat.add(f"layer{self.layer}.output", n_out)
+        if self.p.get("record_states"):
+            self.record("state", t, np.stack([self.zr, self.zi], -1))
+        return s, o
+
+
+@implements(proc=SSMNeuron, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class SSMNeuronFloat(_NeuronBase):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        f = proc_params["floats"]
+        self.f = f
+        self.lam = f["lam_re"] + 1j * f["lam_im"]
+        self.b_unit = f["b_unit_re"] + 1j * f["b_unit_im"]
+        self.c = f["c_re"] + 1j * f["c_im"]
+        self.relu = proc_params["params"]["phi"] == "relu"
+        self.z = np.zeros((self.n, self.m), complex)
+        self.scale = 2.0 ** -self.prob_bits
+
+    def step(self, x, t, valid):
+        r_in, r_out = self.randoms(t)
+        f = self.f
+        s = (r_in * self.scale < f["alpha"] * x + f["beta"]) & valid
+        self.z = self.lam * self.z + self.b_unit * s[:, None]
+        v = (self.c * self.z).sum(-1).real + f["d"] * s
+        q = f["out_sign"] * (np.maximum(v, 0) if self.relu else v) + f["b_out"]
+        return s, r_out * self.scale < q
+
+
+class _FuseBase(_Stepper):
+    offset = 2
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.n = proc_params["params"]["n"]
+        self.delay = proc_params["params"]["residual_delay"]
+        self.buffer = []  # residual values waiting to meet the mixer path
+
+    def run_spk(self):
+        residual = self.residual.recv()
+        a = self.mixer.recv()
+        self.buffer.append(residual)
+        delayed = self.buffer.pop(0) if len(self.buffer) > self.delay else np.zeros_like(residual)
+        t = self.model_time()
+        out = np.zeros(self.n, residual.dtype)
+        if 0 <= t < self.length:
+            out = self.fuse(delayed, a)
+            self.record("x_out", t, out)
+        self.x_out.send(out)
+        self.finish_if_last()
+
+
+@implements(proc=ClampFuse, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class ClampFuseFixed(_FuseBase):
+    residual: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64, precision=24)
+    mixer: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    x_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64, precision=24)
+
+    def fuse(self, x, a):
+        return fuse_forward(self.p["params"], x.astype(np.int64), a.astype(np.int64), self.sat)
+
+
+@implements(proc=ClampFuse, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class ClampFuseFloat(_FuseBase):
+    residual: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    mixer: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    x_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+
+    def fuse(self, x, a):
+        f, node = self.p["floats"], self.p["params"]
+        m = a + f["bias"]
+        if node["psi"] == "relu":
+            m = np.maximum(m, 0.0)
+        y = x + m if node["residual"] else m
+        return f["post_scale"] * y + f["post_offset"]
+
+
+class _ReadoutBase(_Stepper):
+    offset = 2
+
+    def run_spk(self):
+        a = self.a_in.recv()
+        t = self.model_time()
+        if 0 <= t < self.length:
+            self.accumulate(a, t < self.p["valid_length"])
+            self.record("acc", t, self.acc.copy())
+        self.finish_if_last()
+
+
+@implements(proc=ReadoutIntegrator, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class ReadoutIntegratorFixed(_ReadoutBase):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    acc: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
+
+    def accumulate(self, a, valid):
+        acc, n_sat = readout_step(self.acc.astype(np.int64), a.astype(np.int64),
+                                  self.p["params"]["bias"].astype(np.int64), np.array([valid]))
+        self.acc[:] = acc
+        self.sat.add("readout", n_sat)
+
+
+@implements(proc=ReadoutIntegrator, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class ReadoutIntegratorFloat(_ReadoutBase):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    acc: np.ndarray = LavaPyType(np.ndarray, float)
+
+    def accumulate(self, a, valid):
+        if valid:
+            self.acc[:] = self.acc + a + self.p["floats"]["bias"]
