@@ -1,4 +1,4 @@
-"""The ``pspike`` command: train, eval, export, inspect, demo.
+"""The ``pspike`` command: train, eval, export, inspect, simulate, demo.
 
 Exit codes: 0 success, 1 a check failed, 2 bad input (one line on stderr, no traceback).
 """
@@ -99,6 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("inspect", help="describe a netlist: nodes, bit widths, memory, Loihi 2 cores")
     p.add_argument("netlist")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("simulate", help="run a netlist on a task's test split (Lava or reference)")
+    p.add_argument("netlist")
+    p.add_argument("--backend", default="reference", help="reference (numpy, bit-exact) or lava")
+    p.add_argument("--precision", default="fixed", help="fixed (the integer network) or float (lava only)")
+    p.add_argument("--task", help="embedded task to read inputs from (default: the netlist's)")
+    p.add_argument("--samples", type=int, help="test samples (default: all for reference, 8 for lava)")
+    p.add_argument("--seed", type=int, help="random seed of the samplers (default: the netlist's)")
+    p.add_argument("--out", help="folder for activity.npz and summary.json")
+    p.add_argument("--data-dir", help="folder with the real dataset's files (smnist, psmnist)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("demo", help="the main job on embedded data: train and evaluate on sdigits")
@@ -278,8 +289,29 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def cmd_simulate(args) -> int:
+    if args.backend == "lava":
+        from .sim import lava_backend  # noqa: F401  (must come before anything picks a multiprocessing context)
+    from .export.hdf5 import read_netlist
+    from .sim.run import simulate_command
+
+    netlist = read_netlist(args.netlist)
+    summary = simulate_command(netlist, backend=args.backend, task=args.task, samples=args.samples,
+                               seed=args.seed, precision=args.precision, out=args.out, data_dir=args.data_dir,
+                               progress=not args.json)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        rates = ", ".join(f"L{x['layer']} {100 * x['input_rate']:.1f}/{100 * x['output_rate']:.1f}%"
+                          for x in summary["layers"])
+        print(f"{summary['backend']} ({summary['precision']}): accuracy {100 * summary['accuracy']:.2f}% on "
+              f"{summary['samples']} {summary['task']} samples, seed {summary['seed']}; spike rates in/out {rates}; "
+              f"{summary['saturation_events']} saturation events; {summary['steps_per_second']:.0f} sample-steps/s")
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "inspect": cmd_inspect,
-            "demo": cmd_demo}
+            "simulate": cmd_simulate, "demo": cmd_demo}
 
 
 def main(argv=None) -> int:

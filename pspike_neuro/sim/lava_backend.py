@@ -17,6 +17,9 @@ import tempfile
 
 from pathlib import Path
 
+# Lava sets the 'fork' start method when this module is imported and fails if any library chose a
+# multiprocessing context first; importing it here, before data loading, keeps that order.
+import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
 import numpy as np
 
 from ..errors import UserError
