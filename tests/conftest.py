@@ -36,3 +36,22 @@ def small_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "model.pt"
     save_checkpoint(path, trained_like(ModelConfig(d_model=8, d_state=4, n_layers=2)), task="sdigits")
     return load_checkpoint(path)
+
+
+@pytest.fixture(scope="session")
+def trained_sdigits(tmp_path_factory):
+    """A small P-SpikeSSM (2 x H=16, N=8) trained for 3 epochs on sdigits, and its netlist file."""
+    from pspike_neuro.data import load_task
+    from pspike_neuro.export.build import build_netlist
+    from pspike_neuro.export.hdf5 import write_netlist
+    from pspike_neuro.quant.quantize import QuantConfig
+    from pspike_neuro.training import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("trained")
+    task = load_task("sdigits")
+    cfg = ModelConfig(d_model=16, d_state=8, n_layers=2)
+    train(task, cfg, TrainConfig(epochs=3, eval_seeds=1), out, progress=False, log=lambda msg: None)
+    ckpt = load_checkpoint(out / "model.pt")
+    netlist, _ = build_netlist(ckpt, QuantConfig(calib_samples=64))
+    write_netlist(netlist, out / "model.net")
+    return ckpt, out / "model.net"

@@ -110,6 +110,11 @@ def run_lava(netlist: Netlist, x0: np.ndarray, sample_ids, seed: int, lengths=No
                 raise UserError(f"Lava simulation of sample {int(sample_ids[b])} failed: {reason}") from None
             finally:
                 _stop(source, started)
+            errors = sorted(record_dir.glob("*.error"))
+            if errors:
+                name = errors[0].name.split(".")[0]
+                raise UserError(f"Lava simulation of sample {int(sample_ids[b])} failed in {name}: "
+                                f"{errors[0].read_text().strip()[:200]}")
             per_sample.append(_load(record_dir, len(netlist.blocks()), sat_total))
             if tag == "fixed_pt":
                 sat_total["input"] = sat_total.get("input", 0) + counts.n

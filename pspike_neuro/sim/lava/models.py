@@ -34,6 +34,22 @@ class _Stepper(PyLoihiProcessModel):
         self.records: dict = {}
         self.sat = SaturationCounter()
 
+    def guarded(self, compute, fallback, *args):
+        """Run ``compute``; on an exception save it next to the recordings and return ``fallback``.
+
+        A process that raises leaves the other processes of a Lava 0.10 graph waiting forever for
+        its messages, so our models never raise: they report the first error and keep the graph
+        stepping to its end, and the builder raises it as a clear error afterwards.
+        """
+        try:
+            return compute(*args)
+        except Exception as exc:  # noqa: BLE001 - reported, not swallowed
+            if not getattr(self, "failed", False) and self.p.get("record_path"):
+                with open(self.p["record_path"] + ".error", "w") as fh:
+                    fh.write(f"{type(exc).__name__}: {exc}")
+            self.failed = True
+            return fallback
+
     def model_time(self) -> int:
         return self.time_step - self.offset - self.layer
 
@@ -90,7 +106,7 @@ class _NeuronBase(_Stepper):
         o = np.zeros(self.n, np.int64)
         if 0 <= t < self.length:
             valid = np.array([t < self.p["valid_length"]])
-            s, o_bool = self.step(x, t, valid)
+            s, o_bool = self.guarded(self.step, (np.zeros(self.n, bool), np.zeros(self.n, bool)), x, t, valid)
             o = o_bool.astype(np.int64)
             self.spike_count += o
             self.record("x", t, x)
@@ -169,7 +185,7 @@ class _FuseBase(_Stepper):
         t = self.model_time()
         out = np.zeros(self.n, residual.dtype)
         if 0 <= t < self.length:
-            out = self.fuse(delayed, a)
+            out = self.guarded(self.fuse, out, delayed, a)
             self.record("x_out", t, out)
         self.x_out.send(out)
         self.finish_if_last()
@@ -211,7 +227,7 @@ class _ReadoutBase(_Stepper):
         a = self.a_in.recv()
         t = self.model_time()
         if 0 <= t < self.length:
-            self.accumulate(a, t < self.p["valid_length"])
+            self.guarded(self.accumulate, None, a, t < self.p["valid_length"])
             self.record("acc", t, self.acc.copy())
         self.finish_if_last()
 
