@@ -21,9 +21,14 @@ def shr_floor(a, n: int) -> np.ndarray:
 
 
 def shr_trunc(a, n: int) -> np.ndarray:
-    """``sign(a) * (|a| >> n)``: rounds toward zero (``lava.proc.rf``'s ``scale_volt``)."""
+    """``sign(a) * (|a| >> n)``: rounds toward zero (``lava.proc.rf``'s ``scale_volt``).
+
+    Computed as ``(a + (2^n - 1 if a < 0 else 0)) >> n``, the same integers without a multiply.
+    """
     a = np.asarray(a, np.int64)
-    return np.sign(a) * np.right_shift(np.abs(a), n)
+    if n == 0:
+        return a
+    return np.right_shift(a + (np.right_shift(a, 63) & ((1 << n) - 1)), n)
 
 
 def shift(a, exp: int) -> np.ndarray:
@@ -125,8 +130,12 @@ def synaptic_input(w_int, x, weight_exp: int, num_message_bits: int) -> np.ndarr
     x = np.asarray(x)
     x = x.astype(bool).astype(np.int64) if num_message_bits == 0 else x.astype(np.int64)
     w = w_int if sparse.issparse(w_int) else np.asarray(w_int, np.int64)
+    w_max = float(abs(w).max()) if w.shape[0] * w.shape[1] else 0.0
+    if w_max * float(np.abs(x).max(initial=0)) * w.shape[1] < 2.0**53:
+        # every partial sum is an integer below 2^53: float64 (BLAS) is exact and much faster
+        w, x = w.astype(np.float64), x.astype(np.float64)
     acc = (w @ x.T).T if x.ndim == 2 else w @ x
-    return shift(np.asarray(acc, np.int64), weight_exp)
+    return shift(np.rint(acc).astype(np.int64) if acc.dtype.kind == "f" else np.asarray(acc, np.int64), weight_exp)
 
 
 def quantize_mantissa(values, bits: int) -> tuple[np.ndarray, int]:

@@ -76,25 +76,31 @@ def neuron_step(p: NeuronParams, x, r_in, r_out, valid, zr, zi):
 
 
 def neuron_forward(nrn, x: np.ndarray, valid: np.ndarray, seed: int, samples: np.ndarray,
-                   sat: SaturationCounter, record_states: bool = False):
-    """SSM neuron population over a sequence: graded ``x`` (B, L, H) -> spikes ``s``, ``o`` (B, L, H)."""
+                   sat: SaturationCounter, record_states: bool = False, chunk: int = 32):
+    """SSM neuron population over a sequence: graded ``x`` (B, L, H) -> spikes ``s``, ``o`` (B, L, H).
+
+    Samples are processed ``chunk`` at a time so that the state arrays stay in cache.
+    """
     p = NeuronParams(nrn)
     batch, length, n = x.shape
+    m = p.dr.shape[1]
     r_in = random_block(seed, p.site_in, n, length, p.prob_bits, samples)
     r_out = random_block(seed, p.site_out, n, length, p.prob_bits, samples)
-    zr = np.zeros((batch, n, p.dr.shape[1]), np.int64)
-    zi = np.zeros_like(zr)
     s_all = np.zeros((batch, length, n), bool)
     o_all = np.zeros((batch, length, n), bool)
-    states = np.zeros((batch, length, n, p.dr.shape[1], 2), np.int64) if record_states else None
+    states = np.zeros((batch, length, n, m, 2), np.int64) if record_states else None
     n_state_sat = n_v_sat = 0
-    for t in range(length):
-        s_all[:, t], o_all[:, t], zr, zi, n1, n2 = neuron_step(p, x[:, t], r_in[:, t], r_out[:, t],
-                                                              valid[:, t, None], zr, zi)
-        n_state_sat += n1
-        n_v_sat += n2
-        if record_states:
-            states[:, t, :, :, 0], states[:, t, :, :, 1] = zr, zi
+    for lo in range(0, batch, chunk):
+        hi = min(batch, lo + chunk)
+        zr = np.zeros((hi - lo, n, m), np.int64)
+        zi = np.zeros_like(zr)
+        for t in range(length):
+            s_all[lo:hi, t], o_all[lo:hi, t], zr, zi, n1, n2 = neuron_step(
+                p, x[lo:hi, t], r_in[lo:hi, t], r_out[lo:hi, t], valid[lo:hi, t, None], zr, zi)
+            n_state_sat += n1
+            n_v_sat += n2
+            if record_states:
+                states[lo:hi, t, :, :, 0], states[lo:hi, t, :, :, 1] = zr, zi
     sat.add(f"layer{p.layer}.state", n_state_sat)
     sat.add(f"layer{p.layer}.output", n_v_sat)
     return s_all, o_all, states
