@@ -1,0 +1,51 @@
+"""`pspike simulate`: JSON output, recorded activity, both backends agree, refused inputs."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pspike_neuro.cli import main
+
+
+def test_reference_and_lava_agree_through_the_cli(trained_sdigits, tmp_path, capsys):
+    _, net = trained_sdigits
+    assert main(["simulate", str(net), "--samples", "3", "--seed", "4", "--json", "--out", str(tmp_path / "ref")]) == 0
+    ref = json.loads(capsys.readouterr().out)
+    assert main(["simulate", str(net), "--backend", "lava", "--samples", "3", "--seed", "4", "--json",
+                 "--out", str(tmp_path / "lava")]) == 0
+    lava = json.loads(capsys.readouterr().out)
+    assert {"accuracy", "layers", "steps_per_second", "saturation_events"} <= set(ref)
+    assert ref["accuracy"] == lava["accuracy"] and ref["layers"] == lava["layers"]
+    assert ref["steps_per_second"] > 0 and len(ref["layers"]) == 2
+    a = np.load(tmp_path / "ref" / "activity.npz")
+    b = np.load(tmp_path / "lava" / "activity.npz")
+    for key in a.files:
+        np.testing.assert_array_equal(a[key], b[key])
+    assert a["layer0_output_spikes"].shape == (3, 64, 16)
+    assert int(a["layer1_input_spikes"].sum()) == ref["layers"][1]["input_spikes"]
+    assert json.loads((tmp_path / "ref" / "summary.json").read_text())["accuracy"] == ref["accuracy"]
+
+
+def test_second_run_replaces_the_first_in_the_same_folder(trained_sdigits, tmp_path, capsys):
+    _, net = trained_sdigits
+    out = tmp_path / "run"
+    main(["simulate", str(net), "--samples", "5", "--out", str(out), "--json"])
+    main(["simulate", str(net), "--samples", "2", "--out", str(out), "--json"])
+    capsys.readouterr()
+    assert np.load(out / "activity.npz")["predictions"].shape == (2,)
+    assert json.loads((out / "summary.json").read_text())["samples"] == 2
+    assert sorted(p.name for p in out.iterdir()) == ["activity.npz", "summary.json"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--backend", "gpu"], "--backend must be one of reference, lava"),
+    (["--precision", "float"], "use --backend lava for --precision float"),
+    (["--samples", "0"], "--samples must be in 1..360"),
+    (["--task", "listops"], "task listops has d_input=16"),
+])
+def test_simulate_user_errors(trained_sdigits, capsys, extra, message):
+    _, net = trained_sdigits
+    assert main(["simulate", str(net), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
