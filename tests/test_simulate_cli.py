@@ -49,3 +49,13 @@ def test_simulate_user_errors(trained_sdigits, capsys, extra, message):
     assert main(["simulate", str(net), *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
+
+
+def test_quick_demo_runs_the_pipeline(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--epochs", "1", "--lava-samples", "1", "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert {"float_accuracy", "deployed_accuracy", "lava_accuracy", "spike_rates"} <= set(summary)
+    for name in ("model.pt", "metrics.json", "model.net", "reference/activity.npz", "lava/summary.json"):
+        assert (out / name).exists(), name
+    assert summary["lava_samples"] == 1 and len(summary["spike_rates"]) == 2
