@@ -96,3 +96,39 @@ def test_rf_step_by_hand():
     assert (re.tolist(), im.tolist(), n) == ([58], [49], 0)
     re, im, n = rf_step(np.array([2**23 - 10]), np.array([0]), 4095, 0, 5000, 0)
     assert re.tolist() == [2**23 - 1] and n == 1
+
+
+def test_float_fast_path_of_the_neuron_step_equals_the_integer_step():
+    """Random parameters and states across the full 24-bit range, saturation included."""
+    from pspike_neuro.sim.reference import NeuronParams, neuron_step, neuron_step_float
+
+    rng = np.random.default_rng(3)
+    n, m, batch = 12, 5, 7
+    lim = 2**23 - 1
+    node = dict(layer=0, prob_bits=16, site_in=0, site_out=1, phi="relu",
+                alpha_m=rng.integers(-4000, 4000, n), alpha_shift=9, beta=rng.integers(-2**15, 2**16, n),
+                decay_re=rng.integers(-4095, 4096, (n, m)), decay_im=rng.integers(-4095, 4096, (n, m)),
+                b_re=rng.integers(-127, 128, (n, m)), b_im=rng.integers(-127, 128, (n, m)), b_exp=16,
+                c_re=rng.integers(-127, 128, (n, m)), c_im=rng.integers(-127, 128, (n, m)), c_shift=7,
+                d=rng.integers(-127, 128, n), d_exp=3, b_out=rng.integers(-2**15, 2**15, n),
+                out_sign=rng.choice([-1, 1], n))
+    p = NeuronParams(node)
+    assert p.float_exact
+    zr = rng.integers(-lim, lim + 1, (batch, n, m))
+    zi = rng.integers(-lim, lim + 1, (batch, n, m))
+    fr, fi = zr.astype(float), zi.astype(float)
+    sat_seen = 0
+    for t in range(20):
+        x = rng.integers(-2**22, 2**22, (batch, n))
+        r_in, r_out = rng.integers(0, 2**16, (2, batch, n))
+        valid = np.ones((batch, 1), bool)
+        a = neuron_step(p, x, r_in, r_out, valid, zr, zi)
+        b = neuron_step_float(p, x, r_in, r_out, valid, fr, fi)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+        np.testing.assert_array_equal(a[2], b[2].astype(np.int64))
+        np.testing.assert_array_equal(a[3], b[3].astype(np.int64))
+        assert a[4:] == b[4:]
+        sat_seen += a[4]
+        zr, zi, fr, fi = a[2], a[3], b[2], b[3]
+    assert sat_seen > 0

@@ -13,8 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..quant.fixed import SaturationCounter, rf_step, saturate, shift, shr_trunc, synaptic_input
+from ..quant.fixed import STATE_BITS, SaturationCounter, rf_step, saturate, shift, shr_trunc, synaptic_input
 from .rng import uniform_int
+
+
+STATE_LIMIT = 2 ** (STATE_BITS - 1) - 1
 
 
 def _get(rec, name):
@@ -56,6 +59,13 @@ class NeuronParams:
         self.d_term = shift(_get(nrn, "d").astype(np.int64), _get(nrn, "d_exp"))
         self.b_out, self.sign = _get(nrn, "b_out").astype(np.int64), _get(nrn, "out_sign").astype(np.int64)
         self.relu = _get(nrn, "phi") == "relu"
+        # float64 copies for the fast path; exact while every readout partial sum stays below 2^53
+        c_max = float(max(np.abs(self.c_re).max(initial=0), np.abs(self.c_im).max(initial=0)))
+        self.float_exact = c_max * 2.0**24 * self.dr.shape[1] < 2.0**53
+        self.f_dr, self.f_di = self.dr / 4096.0, self.di / 4096.0
+        self.f_b_re, self.f_b_im = self.b_re.astype(np.float64), self.b_im.astype(np.float64)
+        self.f_c_re, self.f_c_im = self.c_re.astype(np.float64), self.c_im.astype(np.float64)
+        self.f_c_scale = 2.0 ** -self.c_shift
 
 
 def neuron_step(p: NeuronParams, x, r_in, r_out, valid, zr, zi):
@@ -75,6 +85,35 @@ def neuron_step(p: NeuronParams, x, r_in, r_out, valid, zr, zi):
     return s.astype(bool), o, zr, zi, n_state, n_out
 
 
+def _saturate_float(a: np.ndarray) -> tuple[np.ndarray, int]:
+    limit = float(STATE_LIMIT)
+    if np.abs(a).max(initial=0) <= limit:
+        return a, 0
+    return np.clip(a, -limit, limit), int(np.count_nonzero(np.abs(a) > limit))
+
+
+def neuron_step_float(p: NeuronParams, x, r_in, r_out, valid, zr, zi):
+    """:func:`neuron_step` computed in float64 on exactly representable integers (same results).
+
+    ``trunc((d / 4096) * z)`` equals ``shr_trunc(d * z, 12)`` because ``d / 4096`` is exact and the
+    product (< 2^35) is representable; the readout sum is exact while it stays below 2^53, which
+    ``NeuronParams.float_exact`` checks. About twice as fast as int64 shifts in numpy.
+    """
+    q_in = np.clip(shr_trunc(p.alpha_m * x, p.alpha_shift) + p.beta, 0, p.one)
+    s = (r_in < q_in) & valid
+    sf = s.astype(np.float64)[..., None]
+    new_r = np.trunc(p.f_dr * zr) - np.trunc(p.f_di * zi) + sf * p.f_b_re
+    new_i = np.trunc(p.f_di * zr) + np.trunc(p.f_dr * zi) + sf * p.f_b_im
+    zr, n_r = _saturate_float(new_r)
+    zi, n_i = _saturate_float(new_i)
+    acc = (p.f_c_re * zr - p.f_c_im * zi).sum(-1)
+    v = np.trunc(acc * p.f_c_scale).astype(np.int64) + s * p.d_term + p.b_out
+    v, n_out = saturate(v)
+    g = p.sign * np.maximum(v, 0) if p.relu else v
+    o = r_out < np.clip(g, 0, p.one)
+    return s, o, zr, zi, n_r + n_i, n_out
+
+
 def neuron_forward(nrn, x: np.ndarray, valid: np.ndarray, seed: int, samples: np.ndarray,
                    sat: SaturationCounter, record_states: bool = False, chunk: int = 32):
     """SSM neuron population over a sequence: graded ``x`` (B, L, H) -> spikes ``s``, ``o`` (B, L, H).
@@ -90,12 +129,13 @@ def neuron_forward(nrn, x: np.ndarray, valid: np.ndarray, seed: int, samples: np
     o_all = np.zeros((batch, length, n), bool)
     states = np.zeros((batch, length, n, m, 2), np.int64) if record_states else None
     n_state_sat = n_v_sat = 0
+    step = neuron_step_float if p.float_exact else neuron_step
     for lo in range(0, batch, chunk):
         hi = min(batch, lo + chunk)
-        zr = np.zeros((hi - lo, n, m), np.int64)
+        zr = np.zeros((hi - lo, n, m), np.float64 if p.float_exact else np.int64)
         zi = np.zeros_like(zr)
         for t in range(length):
-            s_all[lo:hi, t], o_all[lo:hi, t], zr, zi, n1, n2 = neuron_step(
+            s_all[lo:hi, t], o_all[lo:hi, t], zr, zi, n1, n2 = step(
                 p, x[lo:hi, t], r_in[lo:hi, t], r_out[lo:hi, t], valid[lo:hi, t, None], zr, zi)
             n_state_sat += n1
             n_v_sat += n2
