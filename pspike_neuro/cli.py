@@ -301,7 +301,8 @@ def cmd_export(args) -> int:
         print(json.dumps(summary, indent=2))
     else:
         print(f"wrote {args.output}: {summary['nodes']} nodes, {summary['nonzero_synapses']} synapses, "
-              f"latency {summary['latency_steps']} steps, exported in {report['export_time_s']:.1f} s")
+              f"latency {summary['latency_steps']} steps, {report['calibration_saturation_events']} saturation "
+              f"events on the calibration data, exported in {report['export_time_s']:.1f} s")
     return 0
 
 

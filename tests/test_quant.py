@@ -103,3 +103,14 @@ def test_quant_config_is_checked():
         QuantConfig(weight_bits=0)
     with pytest.raises(UserError, match="ssm_bits"):
         QuantConfig(ssm_bits=1)
+
+
+def test_saturation_is_counted_not_silent(small_checkpoint):
+    from pspike_neuro.data import load_task
+
+    net, report = build_netlist(small_checkpoint, QuantConfig(calib_samples=16))
+    assert report["calibration_saturation_events"] == 0
+    net.nodes["neuron0"].values["b_exp"] = 23  # inputs far too large for the 24-bit state
+    result = simulate(as_layers(net), encode_inputs(net, load_task("sdigits").test.x[:4]), seed=0)
+    assert result.saturation["layer0.state"] > 0
+    assert result.saturation["layer1.state"] == 0

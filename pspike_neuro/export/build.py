@@ -17,6 +17,7 @@ from ..data import load_task
 from ..errors import UserError
 from ..quant.fold import FoldedBlock, FoldedNetwork, encode, fold_model
 from ..quant.quantize import QuantConfig, calibrate, quantize_network
+from ..sim.reference import simulate
 from .checkpoint import Checkpoint
 from .netlist import FORMAT, FORMAT_VERSION, Edge, Netlist
 from .nodes import ClampFuse, DenseSynapse, GradedInput, ReadoutIntegrator, SparseSynapse, SSMNeuron
@@ -75,7 +76,11 @@ def build_netlist(ckpt: Checkpoint, qc: QuantConfig, *, data_dir=None) -> tuple[
     }
     netlist = Netlist(meta=meta, nodes={n.name: n for n in nodes}, edges=edges)
     netlist.validate()
+    # the integer network on the calibration inputs: saturation events are counted, never silent
+    check = simulate(as_layers(netlist), encode_inputs(netlist, calib.x[:n_calib]), seed=qc.seed, lengths=lengths)
     report = {"calibration_samples": n_calib, "export_time_s": time.perf_counter() - start,
+              "calibration_saturation_events": int(sum(check.saturation.values())),
+              "calibration_saturation": check.saturation,
               "frac_bits": [b["neuron"]["in_frac_bits"] for b in q["blocks"]],
               "state_frac_bits": [b["neuron"]["state_frac_bits"] for b in q["blocks"]]}
     return netlist, report
