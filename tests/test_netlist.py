@@ -172,7 +172,8 @@ def test_schema_doc_matches_declarations():
     assert "SSMNeuron" in schema_markdown() and "`decay_re` | int16 (n, n_modes) | [-4095, 4095]" in schema_markdown()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_fuzzed_files_give_only_clear_errors(net_file, tmp_path, data):
     """Truncation and byte flips: the reader either returns a valid netlist or a one-line UserError."""
@@ -194,7 +195,8 @@ def test_fuzzed_files_give_only_clear_errors(net_file, tmp_path, data):
         assert net.content_sha256() == read_netlist(net_file).content_sha256()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_schema_violations_give_only_clear_errors(net_file, tmp_path, data):
     """Replace a random array field by a wrong dtype, shape or out-of-range value; delete nodes/edges."""
