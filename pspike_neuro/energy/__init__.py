@@ -1,0 +1,1 @@
+"""Operation counts from simulated activity and energy estimates with sourced cost models."""
