@@ -104,3 +104,17 @@ def test_a_failing_run_ends_with_a_clear_error_and_no_processes_left(deployed, t
     finally:
         net.nodes["neuron1"].values["site_out"] = 5
     assert multiprocessing.active_children() == []
+
+
+def test_sums_beyond_lavas_int32_ports_are_refused(deployed):
+    from pspike_neuro.sim.lava_backend import check_int32_sums
+
+    _, net, _, x0 = deployed
+    check_int32_sums(net)  # the calibrated network fits
+    old = net.nodes["readout_synapse"].values["weight_exp"]
+    net.nodes["readout_synapse"].values["weight_exp"] = 8
+    try:
+        with pytest.raises(UserError, match="synapse readout_synapse: its sums can reach"):
+            run_lava(net, x0[:1], np.arange(1), seed=0)
+    finally:
+        net.nodes["readout_synapse"].values["weight_exp"] = old

@@ -78,6 +78,28 @@ def _build(netlist: Netlist, x_sample: np.ndarray, sample: int, seed: int, valid
     return source, num_steps
 
 
+INT32_MAX = 2**31 - 1
+
+
+def check_int32_sums(netlist: Netlist) -> None:
+    """Refuse a netlist whose synaptic sums could exceed Lava's int32 synapse output ports.
+
+    Lava's bit-accurate Dense/Sparse send ``a_out`` as int32, so a larger sum would wrap silently.
+    Worst cases: every binary input active for a mixer, every graded input at 2^23 - 1 for the readout.
+    """
+    from ..quant.fixed import shift
+
+    for name, node in netlist.nodes.items():
+        if not hasattr(node, "weight_exp"):
+            continue
+        w = np.abs(node.to_dense())
+        peak = 1 if node.num_message_bits == 0 else 2**23 - 1
+        worst = int(shift(np.array([int(w.sum(axis=1).max(initial=0)) * peak]), node.weight_exp)[0])
+        if worst > INT32_MAX:
+            raise UserError(f"synapse {name}: its sums can reach {worst}, beyond the int32 output of Lava's "
+                            "synapses; re-export with fewer fraction bits (this netlist cannot run in Lava exactly)")
+
+
 def run_lava(netlist: Netlist, x0: np.ndarray, sample_ids, seed: int, lengths=None, tag: str = "fixed_pt",
              record_states: bool = False, progress=None) -> ReferenceResult:
     """Simulate host-encoded inputs ``x0`` (B, L, H) in Lava; returns what the reference returns."""
@@ -86,6 +108,8 @@ def run_lava(netlist: Netlist, x0: np.ndarray, sample_ids, seed: int, lengths=No
 
     if tag not in BACKEND_TAGS:
         raise UserError(f"Lava backend precision must be one of {', '.join(BACKEND_TAGS)}, got {tag!r}")
+    if tag == "fixed_pt":
+        check_int32_sums(netlist)
     batch, length, _ = x0.shape
     lengths = np.full(batch, length) if lengths is None else np.asarray(lengths)
     sample_ids = np.asarray(sample_ids)
