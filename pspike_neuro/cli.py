@@ -112,6 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder with the real dataset's files (smnist, psmnist)")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("verify", help="compare the float model and the deployed netlist; exit 1 if a tolerance fails")
+    p.add_argument("checkpoint")
+    p.add_argument("netlist")
+    p.add_argument("--backend", default="reference", help="reference (default) or lava")
+    p.add_argument("--samples", type=int, help="test samples (default: all for reference, 8 for lava)")
+    p.add_argument("--seed", type=int, help="random seed shared by both (default: the netlist's)")
+    p.add_argument("--max-accuracy-drop", type=float, default=1.0, help="in points (default 1.0)")
+    p.add_argument("--max-rate-diff", type=float, default=0.05,
+                   help="largest relative spike-rate difference of any layer (default 0.05)")
+    p.add_argument("--min-agreement", type=float, default=0.85,
+                   help="smallest fraction of identical spikes of any layer (default 0.85; a spike flipped by "
+                        "quantization changes what later layers see, so agreement falls with depth)")
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("demo", help="the main job on embedded data: train, export and simulate sdigits")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--epochs", type=int, help="training epochs (default: the preset's)")
@@ -336,7 +350,33 @@ def cmd_simulate(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "inspect": cmd_inspect,
+def cmd_verify(args) -> int:
+    if args.backend == "lava":
+        from .sim import lava_backend  # noqa: F401  (must come before anything picks a multiprocessing context)
+    from .export.checkpoint import load_checkpoint
+    from .export.hdf5 import read_netlist
+    from .verify import verify
+
+    result = verify(load_checkpoint(args.checkpoint), read_netlist(args.netlist), backend=args.backend,
+                    samples=args.samples, seed=args.seed, max_accuracy_drop=args.max_accuracy_drop,
+                    max_rate_diff=args.max_rate_diff, min_agreement=args.min_agreement, progress=not args.json)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        f, d = result["float"], result["deployed"]
+        print(f"float {100 * f['accuracy']:.2f}% vs deployed ({result['backend']}) {100 * d['accuracy']:.2f}% on "
+              f"{result['samples']} samples, seed {result['seed']}; energy per inference (45nm) "
+              f"{f['energy_pj_per_inference']['45nm'] / 1e6:.2f} vs {d['energy_pj_per_inference']['45nm'] / 1e6:.2f} uJ")
+        for r in result["layers"]:
+            print(f"  layer {r['layer']}: output rate {100 * r['output']['float_rate']:.2f}% vs "
+                  f"{100 * r['output']['deployed_rate']:.2f}%, spike agreement {100 * r['output']['agreement']:.2f}%")
+        for name, c in result["checks"].items():
+            print(f"  {name}: {c['value']:.4g} (must be {c['must_be']} {c['limit']})")
+        print("PASSED" if result["passed"] else f"FAILED: {', '.join(result['failed_checks'])}")
+    return 0 if result["passed"] else 1
+
+
+COMMANDS = {"verify": cmd_verify, "train": cmd_train, "eval": cmd_eval, "export": cmd_export, "inspect": cmd_inspect,
             "simulate": cmd_simulate, "demo": cmd_demo}
 
 
