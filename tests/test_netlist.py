@@ -93,6 +93,7 @@ def _rewrite(src, dst, edit):
 @pytest.mark.parametrize("edit, message", [
     (lambda f: f["meta"].attrs.__setitem__("format", "other"), "not a pspike-neuro netlist"),
     (lambda f: f["meta"].attrs.__setitem__("format_version", 7), "newer than this pspike-neuro reads"),
+    (lambda f: f["meta"].attrs.__setitem__("format_version", 1), "older than this pspike-neuro reads"),
     (lambda f: f["meta"].attrs.__delitem__("latency_steps"), "missing latency_steps"),
     (lambda f: f["meta"].attrs.__setitem__("model_config", "{not json"), "model_config is not valid JSON"),
     (lambda f: f["nodes/neuron0"].attrs.__setitem__("type", "Mystery"), "unknown type 'Mystery'"),

@@ -114,3 +114,33 @@ def test_saturation_is_counted_not_silent(small_checkpoint):
     result = simulate(as_layers(net), encode_inputs(net, load_task("sdigits").test.x[:4]), seed=0)
     assert result.saturation["layer0.state"] > 0
     assert result.saturation["layer1.state"] == 0
+
+
+def test_readout_c_has_one_shift_per_neuron():
+    from pspike_neuro.quant.quantize import _per_neuron_shift
+
+    c = np.array([[0.5, -0.25, 0.125], [0.001, 0.0005, -0.00025]])
+    m, shifts = _per_neuron_shift(c, 8)
+    # each row uses its own 8-bit range: the small neuron is not rounded to zero
+    np.testing.assert_array_equal(shifts, [7, 16])   # 0.5 / 2^-7 = 64; 0.001 * 2^16 = 65.5
+    np.testing.assert_array_equal(m, [[64, -32, 16], [66, 33, -16]])
+    np.testing.assert_allclose(m * 2.0 ** -shifts[:, None], c, rtol=0.025)  # half an LSB of 16-32
+
+
+def test_exported_ssm_keeps_each_modes_dc_gain_and_c(small_checkpoint):
+    """Dequantized netlist parameters against the folded float ones carried in the same file."""
+    netlist, _ = build_netlist(small_checkpoint, QuantConfig(calib_samples=16))
+    for l in range(small_checkpoint.config.n_layers):
+        node = netlist.nodes[f"neuron{l}"]
+        v, f = node.values, node.floats
+        z, p = v["state_frac_bits"], v["prob_bits"]
+        lam = f["lam_re"] + 1j * f["lam_im"]
+        lam_q = (v["decay_re"] + 1j * v["decay_im"]) / 4096
+        b = f["b_unit_re"] + 1j * f["b_unit_im"]
+        b_q = (v["b_re"] + 1j * v["b_im"]) * 2.0 ** (v["b_exp"] - z)
+        gain_err = np.abs(b_q / (1 - lam_q) / (b / (1 - lam)) - 1)
+        assert gain_err.max() < 0.02  # 8-bit mantissa rounding only; the decay rounding is compensated
+        c = f["c_re"] + 1j * f["c_im"]
+        c_q = (v["c_re"] + 1j * v["c_im"]) * 2.0 ** (z - p - v["c_shift"][:, None].astype(float))
+        assert v["c_shift"].shape == (node.n,)
+        assert np.median(np.abs(c_q / c - 1)) < 0.02

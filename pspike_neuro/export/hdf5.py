@@ -71,6 +71,9 @@ def _read_meta(path: Path, f: h5py.File) -> dict:
     if version > FORMAT_VERSION:
         raise UserError(f"netlist {path}: format version {version} is newer than this pspike-neuro reads "
                         f"({FORMAT_VERSION}); upgrade pspike-neuro")
+    if version < FORMAT_VERSION:
+        raise UserError(f"netlist {path}: format version {version} is older than this pspike-neuro reads "
+                        f"({FORMAT_VERSION}: per-neuron C shifts); export the checkpoint again")
     for key in META_KEYS:
         if key not in meta:
             raise UserError(f"netlist {path}: /meta is missing {key}")

@@ -14,7 +14,7 @@ from .nodes import (
 )
 
 FORMAT = "pspike-neuro-netlist"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: SSMNeuron.c_shift per neuron
 META_KEYS = ("format", "format_version", "package_version", "source_sha256", "model_config",
              "quant_config", "seed", "latency_steps", "task")
 

@@ -188,7 +188,7 @@ class SSMNeuron(Node):
         I("b_exp", 0, 23, "left shift of Bbar into state units"),
         A("c_re", "int32", ("n", "n_modes"), -STATE, STATE, "Re(C) mantissa"),
         A("c_im", "int32", ("n", "n_modes"), -STATE, STATE, "Im(C) mantissa"),
-        I("c_shift", 0, 48, "right shift of the mode sum into units 2^-P"),
+        A("c_shift", "int8", ("n",), 0, 48, "per-neuron right shift of the mode sum into units 2^-P"),
         A("d", "int32", ("n",), -STATE, STATE, "feed-through mantissa"),
         I("d_exp", -24, 23, "feed-through exponent"),
         A("b_out", "int32", ("n",), -STATE, STATE, "output-sampler bias, units 2^-P"),

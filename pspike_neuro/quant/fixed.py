@@ -26,9 +26,10 @@ def shr_trunc(a, n: int) -> np.ndarray:
     Computed as ``(a + (2^n - 1 if a < 0 else 0)) >> n``, the same integers without a multiply.
     """
     a = np.asarray(a, np.int64)
-    if n == 0:
+    if np.ndim(n) == 0 and n == 0:
         return a
-    return np.right_shift(a + (np.right_shift(a, 63) & ((1 << n) - 1)), n)
+    n = np.asarray(n, np.int64)
+    return np.right_shift(a + (np.right_shift(a, 63) & ((np.int64(1) << n) - 1)), n)
 
 
 def shift(a, exp: int) -> np.ndarray:

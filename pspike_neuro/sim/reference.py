@@ -55,7 +55,7 @@ class NeuronParams:
         self.b_re = _get(nrn, "b_re").astype(np.int64) << b_exp
         self.b_im = _get(nrn, "b_im").astype(np.int64) << b_exp
         self.c_re, self.c_im = _get(nrn, "c_re").astype(np.int64), _get(nrn, "c_im").astype(np.int64)
-        self.c_shift = _get(nrn, "c_shift")
+        self.c_shift = np.asarray(_get(nrn, "c_shift"), np.int64)
         self.d_term = shift(_get(nrn, "d").astype(np.int64), _get(nrn, "d_exp"))
         self.b_out, self.sign = _get(nrn, "b_out").astype(np.int64), _get(nrn, "out_sign").astype(np.int64)
         self.relu = _get(nrn, "phi") == "relu"
