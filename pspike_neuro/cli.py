@@ -1,4 +1,4 @@
-"""The ``pspike`` command: train, eval, export, inspect, simulate, demo.
+"""The ``pspike`` command: train, eval, export, inspect, simulate, verify, report, demo.
 
 Exit codes: 0 success, 1 a check failed, 2 bad input (one line on stderr, no traceback).
 """
@@ -43,6 +43,24 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sampler", help="stochastic (P-SpikeSSM) or lif (the deterministic baseline)")
     g.add_argument("--dt-min", type=float)
     g.add_argument("--dt-max", type=float)
+
+
+def _add_compare_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint")
+    p.add_argument("netlist")
+    p.add_argument("--backend", default="reference", help="reference (default) or lava")
+    p.add_argument("--samples", type=int, help="test samples (default: all for reference, 8 for lava)")
+    p.add_argument("--seed", type=int, help="first random seed, shared by both (default: the netlist's)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="number of seeds (seed, seed+1, ...): accuracies averaged, spikes pooled (default 1)")
+    p.add_argument("--cost-model", action="append", metavar="NAME|JSON",
+                   help="energy cost model: 45nm, loihi1 or a JSON file (repeatable; default: 45nm and loihi1)")
+    p.add_argument("--max-accuracy-drop", type=float, default=1.0, help="in points (default 1.0)")
+    p.add_argument("--max-rate-diff", type=float, default=0.05,
+                   help="largest relative spike-rate difference of any layer (default 0.05)")
+    p.add_argument("--min-agreement", type=float, default=0.85,
+                   help="smallest fraction of identical spikes of any layer (default 0.85; a spike flipped by "
+                        "quantization changes what later layers see, so agreement falls with depth)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,24 +131,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("verify", help="compare the float model and the deployed netlist; exit 1 if a tolerance fails")
-    p.add_argument("checkpoint")
-    p.add_argument("netlist")
-    p.add_argument("--backend", default="reference", help="reference (default) or lava")
-    p.add_argument("--samples", type=int, help="test samples (default: all for reference, 8 for lava)")
-    p.add_argument("--seed", type=int, help="random seed shared by both (default: the netlist's)")
-    p.add_argument("--max-accuracy-drop", type=float, default=1.0, help="in points (default 1.0)")
-    p.add_argument("--max-rate-diff", type=float, default=0.05,
-                   help="largest relative spike-rate difference of any layer (default 0.05)")
-    p.add_argument("--min-agreement", type=float, default=0.85,
-                   help="smallest fraction of identical spikes of any layer (default 0.85; a spike flipped by "
-                        "quantization changes what later layers see, so agreement falls with depth)")
+    _add_compare_flags(p)
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("demo", help="the main job on embedded data: train, export and simulate sdigits")
+    p = sub.add_parser("report", help="verify, then write an HTML/Markdown/JSON report with figures to DIR")
+    _add_compare_flags(p)
+    p.add_argument("--out", required=True, help="folder for report.html, report.md, report.json, figures/")
+    p.add_argument("--json", action="store_true", help="print the report's JSON")
+
+    p = sub.add_parser("demo", help="the main job on embedded data: train, export, simulate, verify, report (sdigits)")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--epochs", type=int, help="training epochs (default: the preset's)")
     p.add_argument("--quick", action="store_true", help="a tiny model and 2 epochs (a smoke run)")
     p.add_argument("--lava-samples", type=int, default=4, help="test samples simulated in Lava (default 4)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds for verification (default 3)")
     p.add_argument("--json", action="store_true")
     return parser
 
@@ -246,7 +260,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """Train on sdigits, export, simulate (reference on the whole test set, Lava on a few samples)."""
+    """Train on sdigits, export, simulate (reference on the whole test set, Lava on a few samples),
+    verify against the float model and write the report."""
     from .sim import lava_backend  # noqa: F401  (Lava must pick the multiprocessing start method first)
     from .data import load_task
     from .export.build import build_netlist
@@ -254,8 +269,10 @@ def cmd_demo(args) -> int:
     from .export.hdf5 import write_netlist
     from .models import ModelConfig, preset
     from .quant.quantize import QuantConfig
+    from .report import write_report
     from .sim.run import simulate_command
     from .training import TrainConfig, train
+    from .verify import compare
 
     out = Path(args.out)
     say = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
@@ -266,31 +283,54 @@ def cmd_demo(args) -> int:
         train_kw["epochs"] = args.epochs
     cfg = ModelConfig(d_input=task.d_input, n_classes=task.n_classes, input_kind=task.input_kind,
                       **chosen.model)
-    say("1/4 training the float P-SpikeSSM on sdigits")
+    say("1/6 training the float P-SpikeSSM on sdigits")
     metrics = train(task, cfg, TrainConfig(**train_kw), out, progress=not args.json, log=say)
-    say("2/4 quantizing and exporting the netlist")
-    netlist, _ = build_netlist(load_checkpoint(out / "model.pt"), QuantConfig())
+    say("2/6 quantizing and exporting the netlist")
+    ckpt = load_checkpoint(out / "model.pt")
+    netlist, _ = build_netlist(ckpt, QuantConfig())
     write_netlist(netlist, out / "model.net")
-    say("3/4 simulating the integer network (reference simulator, whole test set)")
+    say("3/6 simulating the integer network (reference simulator, whole test set)")
     ref = simulate_command(netlist, backend="reference", task=None, samples=None, seed=None,
                            out=str(out / "reference"), progress=not args.json)
-    say(f"4/4 simulating {args.lava_samples} samples in Lava (fixed point)")
+    say(f"4/6 simulating {args.lava_samples} samples in Lava (fixed point)")
     lava = simulate_command(netlist, backend="lava", task=None, samples=args.lava_samples, seed=None,
                             out=str(out / "lava"), progress=not args.json)
+    say(f"5/6 verifying against the float model (whole test set, {args.seeds} seeds, common random numbers)")
+    result, activity = compare(ckpt, netlist, backend="reference", samples=None, seed=None, seeds=args.seeds,
+                               progress=not args.json)
+    from .fileio import write_json_atomic
+
+    write_json_atomic(out / "verify.json", result)
+    say("6/6 writing the report")
+    report = write_report(out / "report", ckpt, netlist, result, activity, netlist_path=str(out / "model.net"))
+    energy = result["deployed"]["energy"]["models"]
     summary = {"checkpoint": str(out / "model.pt"), "netlist": str(out / "model.net"),
-               "float_accuracy": metrics["test_accuracy"], "float_accuracy_std": metrics["test_accuracy_std"],
-               "train_time_s": metrics["train_time_s"], "deployed_accuracy": ref["accuracy"],
+               "report": report["files"]["html"], "verified": result["passed"],
+               "float_accuracy_training_eval": metrics["test_accuracy"],
+               "float_accuracy_std": metrics["test_accuracy_std"], "train_time_s": metrics["train_time_s"],
+               "float_accuracy": result["float"]["accuracy"], "deployed_accuracy": result["deployed"]["accuracy"],
+               "verify_seeds": result["seeds"], "reference_accuracy_seed": ref["accuracy"],
                "lava_accuracy": lava["accuracy"], "lava_samples": lava["samples"],
-               "spike_rates": [[x["input_rate"], x["output_rate"]] for x in ref["layers"]],
-               "saturation_events": ref["saturation_events"]}
+               "spike_rates": [[x["input"]["deployed_rate"], x["output"]["deployed_rate"]] for x in result["layers"]],
+               "max_rate_difference": result["checks"]["max_rate_difference"]["value"],
+               "saturation_events": result["deployed"]["saturation_events"],
+               "energy_uj_per_inference": {k: m["total_pj"] / 1e6 for k, m in energy.items()},
+               "non_spiking_energy_uj_per_inference": {k: m["non_spiking_total_pj"] / 1e6 for k, m in energy.items()},
+               "energy_ratio_non_spiking_to_spiking": {k: m["ratio_non_spiking_to_spiking"] for k, m in energy.items()}}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         rates = ", ".join(f"{100 * a:.0f}/{100 * b:.0f}%" for a, b in summary["spike_rates"])
-        print(f"demo: float {100 * summary['float_accuracy']:.2f}% (mean of 5 inference seeds), deployed "
-              f"{100 * summary['deployed_accuracy']:.2f}% (reference simulator, seed "
-              f"{netlist.meta['seed']}), Lava {100 * summary['lava_accuracy']:.0f}% on {lava['samples']} samples; "
-              f"spike rates in/out per layer {rates}; files in {out}")
+        e = ", ".join(f"{v:.1f} uJ ({k}, {summary['energy_ratio_non_spiking_to_spiking'][k]:.2f}x below the "
+                      f"non-spiking counterpart)" for k, v in summary["energy_uj_per_inference"].items())
+        print(f"demo summary ({'verification PASSED' if result['passed'] else 'verification FAILED: ' + ', '.join(result['failed_checks'])}):\n"
+              f"  float {100 * summary['float_accuracy']:.2f}% vs deployed {100 * summary['deployed_accuracy']:.2f}% "
+              f"(full test set, mean of {len(result['seeds'])} seeds, common random numbers); Lava "
+              f"{100 * summary['lava_accuracy']:.0f}% on {lava['samples']} samples (bit-exact to the reference)\n"
+              f"  spike rates in/out per layer {rates}; largest relative rate difference "
+              f"{100 * summary['max_rate_difference']:.2f}%; {summary['saturation_events']} saturation events\n"
+              f"  energy per inference: {e}\n"
+              f"  report: {summary['report']}")
     return 0
 
 
@@ -350,33 +390,69 @@ def cmd_simulate(args) -> int:
     return 0
 
 
-def cmd_verify(args) -> int:
+def _compare(args):
     if args.backend == "lava":
         from .sim import lava_backend  # noqa: F401  (must come before anything picks a multiprocessing context)
+    from .energy.costs import load_cost_model
     from .export.checkpoint import load_checkpoint
     from .export.hdf5 import read_netlist
-    from .verify import verify
+    from .verify import compare
 
-    result = verify(load_checkpoint(args.checkpoint), read_netlist(args.netlist), backend=args.backend,
-                    samples=args.samples, seed=args.seed, max_accuracy_drop=args.max_accuracy_drop,
-                    max_rate_diff=args.max_rate_diff, min_agreement=args.min_agreement, progress=not args.json)
+    models = None
+    if args.cost_model:
+        models = {}
+        for name in args.cost_model:
+            models[Path(name).stem if name.endswith(".json") else name] = load_cost_model(name)
+    ckpt, netlist = load_checkpoint(args.checkpoint), read_netlist(args.netlist)
+    result, activity = compare(ckpt, netlist, backend=args.backend, samples=args.samples, seed=args.seed,
+                               seeds=args.seeds, max_accuracy_drop=args.max_accuracy_drop,
+                               max_rate_diff=args.max_rate_diff, min_agreement=args.min_agreement,
+                               cost_models=models, progress=not args.json)
+    return ckpt, netlist, result, activity
+
+
+def print_verdict(result: dict) -> None:
+    f, d = result["float"], result["deployed"]
+    seeds = result["seeds"]
+    which = f"seed {seeds[0]}" if len(seeds) == 1 else f"mean of seeds {seeds[0]}..{seeds[-1]}"
+    print(f"float {100 * f['accuracy']:.2f}% vs deployed ({result['backend']}) {100 * d['accuracy']:.2f}% on "
+          f"{result['samples']} samples, {which}")
+    for name, model in d["energy"]["models"].items():
+        print(f"  energy per inference ({name}): {model['total_pj'] / 1e6:.3f} uJ deployed, "
+              f"{model['non_spiking_total_pj'] / 1e6:.3f} uJ non-spiking counterpart "
+              f"({model['ratio_non_spiking_to_spiking']:.2f}x)")
+    for r in result["layers"]:
+        print(f"  layer {r['layer']}: output rate {100 * r['output']['float_rate']:.2f}% vs "
+              f"{100 * r['output']['deployed_rate']:.2f}%, spike agreement {100 * r['output']['agreement']:.2f}%")
+    print(f"  saturation events: {d['saturation_events']}")
+    for name, c in result["checks"].items():
+        print(f"  {name}: {c['value']:.4g} (must be {c['must_be']} {c['limit']})")
+    print("PASSED" if result["passed"] else f"FAILED: {', '.join(result['failed_checks'])}")
+
+
+def cmd_verify(args) -> int:
+    _, _, result, _ = _compare(args)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        f, d = result["float"], result["deployed"]
-        print(f"float {100 * f['accuracy']:.2f}% vs deployed ({result['backend']}) {100 * d['accuracy']:.2f}% on "
-              f"{result['samples']} samples, seed {result['seed']}; energy per inference (45nm) "
-              f"{f['energy_pj_per_inference']['45nm'] / 1e6:.2f} vs {d['energy_pj_per_inference']['45nm'] / 1e6:.2f} uJ")
-        for r in result["layers"]:
-            print(f"  layer {r['layer']}: output rate {100 * r['output']['float_rate']:.2f}% vs "
-                  f"{100 * r['output']['deployed_rate']:.2f}%, spike agreement {100 * r['output']['agreement']:.2f}%")
-        for name, c in result["checks"].items():
-            print(f"  {name}: {c['value']:.4g} (must be {c['must_be']} {c['limit']})")
-        print("PASSED" if result["passed"] else f"FAILED: {', '.join(result['failed_checks'])}")
+        print_verdict(result)
     return 0 if result["passed"] else 1
 
 
-COMMANDS = {"verify": cmd_verify, "train": cmd_train, "eval": cmd_eval, "export": cmd_export, "inspect": cmd_inspect,
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    ckpt, netlist, result, activity = _compare(args)
+    report = write_report(args.out, ckpt, netlist, result, activity, netlist_path=args.netlist)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_verdict(result)
+        print(f"report: {report['files']['html']} (also report.md, report.json, {len(report['figures'])} figures)")
+    return 0
+
+
+COMMANDS = {"verify": cmd_verify, "report": cmd_report, "train": cmd_train, "eval": cmd_eval, "export": cmd_export, "inspect": cmd_inspect,
             "simulate": cmd_simulate, "demo": cmd_demo}
 
 

@@ -40,7 +40,10 @@ def small_checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trained_sdigits(tmp_path_factory):
-    """A small P-SpikeSSM (2 x H=16, N=8) trained for 12 epochs on sdigits, and its netlist file."""
+    """A small P-SpikeSSM (2 x H=32, N=8) trained for 30 epochs on sdigits (about 90 %), and its netlist.
+
+    Smaller or shorter-trained models (2 x H=16: 60-76 %) lose 2-2.5 points when deployed: their
+    near-tie logits flip with the few spikes that quantization moves, so they cannot pass verify."""
     from pspike_neuro.data import load_task
     from pspike_neuro.export.build import build_netlist
     from pspike_neuro.export.hdf5 import write_netlist
@@ -49,8 +52,8 @@ def trained_sdigits(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("trained")
     task = load_task("sdigits")
-    cfg = ModelConfig(d_model=16, d_state=8, n_layers=2)
-    train(task, cfg, TrainConfig(epochs=12, eval_seeds=1), out, progress=False, log=lambda msg: None)
+    cfg = ModelConfig(d_model=32, d_state=8, n_layers=2)
+    train(task, cfg, TrainConfig(epochs=30, eval_seeds=1), out, progress=False, log=lambda msg: None)
     ckpt = load_checkpoint(out / "model.pt")
     netlist, _ = build_netlist(ckpt, QuantConfig(calib_samples=64))
     write_netlist(netlist, out / "model.net")

@@ -56,6 +56,14 @@ def test_quick_demo_runs_the_pipeline(tmp_path, capsys):
     assert main(["demo", "--quick", "--epochs", "1", "--lava-samples", "1", "--out", str(out), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert {"float_accuracy", "deployed_accuracy", "lava_accuracy", "spike_rates"} <= set(summary)
-    for name in ("model.pt", "metrics.json", "model.net", "reference/activity.npz", "lava/summary.json"):
+    for name in ("model.pt", "metrics.json", "model.net", "reference/activity.npz", "lava/summary.json",
+                 "verify.json", "report/report.html", "report/report.md", "report/figures/raster.png"):
         assert (out / name).exists(), name
     assert summary["lava_samples"] == 1 and len(summary["spike_rates"]) == 2
+    verified = json.loads((out / "verify.json").read_text())
+    assert verified["seeds"] == [0, 1, 2] and summary["verified"] == verified["passed"]
+    assert summary["deployed_accuracy"] == verified["deployed"]["accuracy"]
+    for name in ("45nm", "loihi1"):
+        e = verified["deployed"]["energy"]["models"][name]
+        assert summary["energy_uj_per_inference"][name] == e["total_pj"] / 1e6 > 0
+        assert abs(summary["energy_ratio_non_spiking_to_spiking"][name] - e["non_spiking_total_pj"] / e["total_pj"]) < 1e-9
