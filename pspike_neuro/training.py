@@ -166,7 +166,7 @@ def train(task: TaskData, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str
             loss.backward()
             optimizer.step()
             scheduler.step()
-            loss_sum += float(loss) * len(y)
+            loss_sum += float(loss.detach()) * len(y)
             correct += int((logits.argmax(-1) == y).sum())
             seen += len(y)
             bar.update(1)
