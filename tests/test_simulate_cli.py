@@ -22,7 +22,7 @@ def test_reference_and_lava_agree_through_the_cli(trained_sdigits, tmp_path, cap
     b = np.load(tmp_path / "lava" / "activity.npz")
     for key in a.files:
         np.testing.assert_array_equal(a[key], b[key])
-    assert a["layer0_output_spikes"].shape == (3, 64, 16)
+    assert a["layer0_output_spikes"].shape == (3, 64, 32)
     assert int(a["layer1_input_spikes"].sum()) == ref["layers"][1]["input_spikes"]
     assert json.loads((tmp_path / "ref" / "summary.json").read_text())["accuracy"] == ref["accuracy"]
 
