@@ -13,9 +13,11 @@ from pathlib import Path
 from . import __version__
 from .errors import CheckFailed, UserError
 
+SNN_KINDS = ("silif", "csilif")
+
 #: the preset a task trains with when --preset is not given
 DEFAULT_PRESET = {"sdigits": "small", "psdigits": "small", "listops": "listops",
-                  "smnist": "psmnist", "psmnist": "psmnist"}
+                  "smnist": "psmnist", "psmnist": "psmnist", "sdigits-spikes": "small", "shd": "small"}
 
 #: command-line flag -> ModelConfig field
 MODEL_FLAGS = {"d_model": "d_model", "d_state": "d_state", "layers": "n_layers", "ssm_init": "init",
@@ -69,8 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a float model on a task and write DIR/model.pt")
-    p.add_argument("--task", help="sdigits, psdigits, listops, smnist, psmnist (default with --init: "
-                   "the checkpoint's task)")
+    p.add_argument("--task", help="sdigits, psdigits, listops, smnist, psmnist, sdigits-spikes, shd (default "
+                   "with --init: the checkpoint's task)")
+    p.add_argument("--model", default="pspike",
+                   help="pspike (P-SpikeSSM, default), silif or csilif (SiLIF / C-SiLIF feed-forward networks)")
     p.add_argument("--out", required=True, help="output folder for model.pt and metrics.json")
     p.add_argument("--init", metavar="CKPT", help="start from this checkpoint (its model config is used)")
     p.add_argument("--qat", action="store_true",
@@ -184,6 +188,9 @@ def cmd_train(args) -> int:
     init = None
     if args.init:
         init = load_checkpoint(args.init)
+        if init.model_type != "pspike" and args.qat:
+            raise UserError(f"--qat: quantization-aware training is for P-SpikeSSM checkpoints; {args.init} is "
+                            f"{init.model_type}")
         changed = [flag for flag in MODEL_FLAGS if getattr(args, flag, None) is not None]
         if changed or args.preset:
             raise UserError(f"--init {args.init}: the model size comes from the checkpoint; drop "
@@ -193,6 +200,10 @@ def cmd_train(args) -> int:
         raise UserError("--task is required (or --init with a checkpoint that records its task)")
     if args.qat and not 1 <= args.weight_bits <= 8:
         raise UserError(f"--weight-bits must be in 1..8 (Lava synapses hold 8-bit weights), got {args.weight_bits}")
+    if args.model not in ("pspike",) + SNN_KINDS:
+        raise UserError(f"--model must be pspike, silif or csilif, got {args.model!r}")
+    if args.model != "pspike" and init is None:
+        return _train_snn(args)
     preset_name, model_kw, train_kw = _train_settings(args)
     task = load_task(args.task, data_dir=args.data_dir)
     if init is not None:
@@ -220,6 +231,51 @@ def cmd_train(args) -> int:
     return 0
 
 
+#: training defaults of the SiLIF networks (the authors' SHD settings: Adam-like, lr 1e-3..5e-3, no decay)
+SNN_TRAIN_DEFAULTS = {"silif": dict(epochs=20, lr=1e-2, weight_decay=0.0),
+                      "csilif": dict(epochs=20, lr=5e-3, weight_decay=0.0)}
+#: P-SpikeSSM flags that mean nothing for a SiLIF network
+PSPIKE_ONLY_FLAGS = ("d_state", "ssm_init", "discretization", "phi", "psi", "norm", "sampler", "postnorm",
+                     "no_residual", "bidirectional", "share_ab", "preset", "qat")
+
+
+def _train_snn(args) -> int:
+    """``pspike train --model silif|csilif``: a feed-forward SiLIF / C-SiLIF network."""
+    from .data import load_task
+    from .models import SNNConfig
+    from .training import TrainConfig, train
+
+    used = [f for f in PSPIKE_ONLY_FLAGS if getattr(args, f, None)]
+    if used:
+        raise UserError(f"--model {args.model}: {', '.join('--' + f.replace('_', '-') for f in used)} "
+                        "apply to P-SpikeSSM only")
+    task = load_task(args.task, data_dir=args.data_dir)
+    if task.input_kind != "real":
+        raise UserError(f"--model {args.model}: task {task.name} has token inputs; SiLIF networks take spike "
+                        "or real-valued inputs (try sdigits-spikes or shd)")
+    kw = {"kind": args.model, "d_input": task.d_input, "n_classes": task.n_classes,
+          "d_hidden": args.d_model or 128, "n_layers": args.layers or 2}
+    for flag in ("dropout", "dt_min", "dt_max"):
+        if getattr(args, flag) is not None:
+            kw[flag] = getattr(args, flag)
+    cfg = SNNConfig(**kw)
+    train_kw = dict(SNN_TRAIN_DEFAULTS[args.model])
+    for flag in TRAIN_FLAGS:
+        if getattr(args, flag, None) is not None:
+            train_kw[flag] = getattr(args, flag)
+    if "eval_seeds" not in train_kw:
+        train_kw["eval_seeds"] = 1  # deterministic neurons: one pass is the accuracy
+    log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
+    task_options = {"data_dir": str(Path(args.data_dir).resolve())} if args.data_dir else {}
+    metrics = train(task, cfg, TrainConfig(**train_kw), args.out, task_options=task_options,
+                    progress=not (args.quiet or args.json), log=log)
+    if args.json:
+        summary = {k: v for k, v in metrics.items() if k != "history"}
+        summary.update(checkpoint=str(Path(args.out) / "model.pt"), model=args.model)
+        print(json.dumps(summary, indent=2))
+    return 0
+
+
 def cmd_eval(args) -> int:
     from .data import load_task
     from .export.checkpoint import load_checkpoint
@@ -241,6 +297,8 @@ def cmd_eval(args) -> int:
     if args.fake_quant is not None:
         from .quant.qat import fake_quantized
 
+        if ckpt.model_type != "pspike":
+            raise UserError(f"--fake-quant is for P-SpikeSSM checkpoints; {args.checkpoint} is {ckpt.model_type}")
         if not 1 <= args.fake_quant <= 8:
             raise UserError(f"--fake-quant must be in 1..8 (Lava synapses hold 8-bit weights), got {args.fake_quant}")
         with fake_quantized(ckpt.model, args.fake_quant):

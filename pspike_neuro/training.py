@@ -23,7 +23,7 @@ from .data.dataset import SeqDataset, TaskData
 from .errors import UserError
 from .export.checkpoint import save_checkpoint
 from .fileio import write_json_atomic
-from .models import ModelConfig, PSpikeSSM
+from .models import SNN, ModelConfig, PSpikeSSM, SNNConfig
 
 
 @dataclass
@@ -128,7 +128,12 @@ def evaluate(model: PSpikeSSM, data: SeqDataset, seeds, batch_size: int = 256,
     return {"accuracy": mean, "accuracy_std": std, "per_seed": accs, "seeds": list(seeds)}
 
 
-def train(task: TaskData, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str | Path,
+def build_model(cfg: ModelConfig | SNNConfig) -> PSpikeSSM | SNN:
+    """The network a config describes: a P-SpikeSSM, or a SiLIF / C-SiLIF network."""
+    return SNN(cfg) if isinstance(cfg, SNNConfig) else PSpikeSSM(cfg)
+
+
+def train(task: TaskData, model_cfg: ModelConfig | SNNConfig, cfg: TrainConfig, out_dir: str | Path,
           *, task_options: dict | None = None, progress: bool = True,
           log: Callable[[str], None] = print, init: PSpikeSSM | None = None,
           qat_weight_bits: int | None = None) -> dict:
@@ -140,7 +145,7 @@ def train(task: TaskData, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str
     device = resolve_device(cfg.device)
     out_dir = Path(out_dir)
     torch.manual_seed(cfg.seed)
-    model = (init if init is not None else PSpikeSSM(model_cfg)).to(device)
+    model = (init if init is not None else build_model(model_cfg)).to(device)
     if qat_weight_bits is not None:
         from .quant.qat import add_fake_quant
 
@@ -200,6 +205,8 @@ def train(task: TaskData, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: str
     save_checkpoint(out_dir / "model.pt", model, task=task.name, task_options=task_options,
                     train_config=cfg.to_dict(), metrics=metrics)
     write_json_atomic(out_dir / "metrics.json", metrics)
+    how = ("deterministic inference" if isinstance(model, SNN)
+           else f"stochastic inference, {len(seeds)} seeds")
     log(f"{task.name}: test accuracy {100 * result['accuracy']:.2f}% ± {100 * result['accuracy_std']:.2f} "
-        f"(stochastic inference, {len(seeds)} seeds), trained in {train_time:.1f} s; wrote {out_dir / 'model.pt'}")
+        f"({how}), trained in {train_time:.1f} s; wrote {out_dir / 'model.pt'}")
     return metrics

@@ -1,7 +1,8 @@
 """Datasets as labelled sequences: embedded sets and generators, and loaders for local files.
 
 Embedded (no files, no network): ``sdigits``, ``psdigits`` (scikit-learn's 8x8 digits) and the
-``listops`` generator. From a local folder: ``smnist``, ``psmnist`` (MNIST IDX files).
+``listops`` generator, ``sdigits-spikes`` (the digits as spike trains). From a local folder:
+``smnist``, ``psmnist`` (MNIST IDX files), ``shd`` (Spiking Heidelberg Digits HDF5 files).
 """
 
 from .dataset import SeqDataset, TaskData

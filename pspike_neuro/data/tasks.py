@@ -11,6 +11,7 @@ from .dataset import TaskData
 from .digits import PSDIGITS_DESCRIPTION, SDIGITS_DESCRIPTION, load_psdigits, load_sdigits
 from .listops import LISTOPS_SUMMARY, load_listops
 from .mnist import MNIST_FILE_NAMES, PSMNIST_DESCRIPTION, SMNIST_DESCRIPTION, load_psmnist, load_smnist
+from .spikes import SDIGITS_SPIKES_DESCRIPTION, SHD_DESCRIPTION, SHD_FILE_NAMES, load_sdigits_spikes, load_shd
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ _REGISTRY: dict[str, _Task] = {
     "listops": _Task(LISTOPS_SUMMARY, load_listops),
     "smnist": _Task(SMNIST_DESCRIPTION, load_smnist, MNIST_FILE_NAMES),
     "psmnist": _Task(PSMNIST_DESCRIPTION, load_psmnist, MNIST_FILE_NAMES),
+    "sdigits-spikes": _Task(SDIGITS_SPIKES_DESCRIPTION, load_sdigits_spikes),
+    "shd": _Task(SHD_DESCRIPTION, load_shd, SHD_FILE_NAMES),
 }
 
 TASKS: dict[str, str] = {name: task.description for name, task in _REGISTRY.items()}

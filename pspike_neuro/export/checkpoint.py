@@ -6,8 +6,8 @@ never runs code)::
     format          "pspike-neuro-checkpoint"
     format_version  1
     package_version the pspike-neuro version that wrote it
-    model_type      "pspike"
-    model_config    ModelConfig.to_dict()
+    model_type      "pspike", "silif" or "csilif"
+    model_config    ModelConfig.to_dict() (P-SpikeSSM) or SNNConfig.to_dict() (SiLIF, C-SiLIF)
     task            task name the model was trained on, with ``task_options``
     train_config    the training settings
     state_dict      parameter and buffer tensors
@@ -26,19 +26,20 @@ import torch
 from .. import __version__
 from ..errors import UserError
 from ..fileio import atomic_path, sha256_file
-from ..models import ModelConfig, PSpikeSSM
+from ..models import SNN, ModelConfig, PSpikeSSM, SNNConfig
 
 FORMAT = "pspike-neuro-checkpoint"
 FORMAT_VERSION = 1
 REQUIRED = ("format", "format_version", "model_type", "model_config", "state_dict")
-MODEL_TYPES = {"pspike": PSpikeSSM}
+#: model_type -> (network class, config class)
+MODEL_TYPES = {"pspike": (PSpikeSSM, ModelConfig), "silif": (SNN, SNNConfig), "csilif": (SNN, SNNConfig)}
 
 
 @dataclass
 class Checkpoint:
     path: Path
     model: torch.nn.Module
-    config: ModelConfig
+    config: ModelConfig | SNNConfig
     model_type: str
     task: str | None
     task_options: dict
@@ -48,13 +49,13 @@ class Checkpoint:
     package_version: str
 
 
-def save_checkpoint(path, model: PSpikeSSM, *, task: str, task_options: dict | None = None,
+def save_checkpoint(path, model: PSpikeSSM | SNN, *, task: str, task_options: dict | None = None,
                     train_config: dict | None = None, metrics: dict | None = None) -> None:
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "package_version": __version__,
-        "model_type": "pspike",
+        "model_type": getattr(model, "model_type", "pspike"),
         "model_config": model.cfg.to_dict(),
         "task": task,
         "task_options": dict(task_options or {}),
@@ -124,13 +125,16 @@ def load_checkpoint(path, device: str = "cpu") -> Checkpoint:
                         f"known: {', '.join(MODEL_TYPES)}")
     if not isinstance(payload["model_config"], dict):
         raise UserError(f"checkpoint {path}: model_config is not a mapping")
+    network, config_type = MODEL_TYPES[model_type]
     try:
-        config = ModelConfig.from_dict(payload["model_config"])
+        config = config_type.from_dict(payload["model_config"])
     except UserError as exc:
         raise UserError(f"checkpoint {path}: {exc}") from None
     except TypeError as exc:
         raise UserError(f"checkpoint {path}: invalid model_config ({exc})") from None
-    model = MODEL_TYPES[model_type](config)
+    if getattr(config, "kind", model_type) != model_type:
+        raise UserError(f"checkpoint {path}: model_type {model_type!r} but model_config.kind {config.kind!r}")
+    model = network(config)
     _check_state_dict(path, model, payload["state_dict"])
     model.load_state_dict(payload["state_dict"])
     model.to(device).eval()
