@@ -39,6 +39,10 @@ def _neuron_floats(blk: FoldedBlock) -> dict:
 
 def build_netlist(ckpt: Checkpoint, qc: QuantConfig, *, data_dir=None) -> tuple[Netlist, dict]:
     """Quantize the checkpoint's model on calibration data from its task; return netlist and report."""
+    if ckpt.model_type != "pspike":
+        from .snn import build_snn_netlist
+
+        return build_snn_netlist(ckpt, qc, data_dir=data_dir)
     start = time.perf_counter()
     folded = fold_model(ckpt.model)
     if not ckpt.task:
@@ -93,7 +97,14 @@ def as_layers(netlist: Netlist) -> dict:
 
 
 def encode_inputs(netlist: Netlist, x: torch.Tensor) -> np.ndarray:
-    """Run the host encoder stored in the netlist: (B, L[, d_in]) -> (B, L, H) float64."""
+    """Run the host encoder stored in the netlist: (B, L[, d_in]) -> (B, L, H) float64.
+
+    A SiLIF netlist has no encoder: its input is the spike train itself."""
+    if netlist.is_snn:
+        width = netlist.nodes["input"].n
+        if x.dim() != 3 or x.shape[-1] != width:
+            raise UserError(f"inputs must be spike trains (B, T, {width}), got shape {tuple(x.shape)}")
+        return x.double().numpy()
     floats = netlist.nodes["input"].floats
     if "embedding" in floats:
         table = floats["embedding"]

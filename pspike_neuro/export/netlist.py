@@ -10,7 +10,8 @@ import networkx as nx
 import numpy as np
 
 from .nodes import (
-    ClampFuse, DenseSynapse, GradedInput, Node, ReadoutIntegrator, SparseSynapse, SSMNeuron,
+    ClampFuse, CSiLIFNeuron, DenseSynapse, GradedInput, LeakyReadout, Node, ReadoutIntegrator, SiLIFNeuron,
+    SparseSynapse, SpikeInput, SSMNeuron,
 )
 
 FORMAT = "pspike-neuro-netlist"
@@ -93,10 +94,32 @@ class Netlist:
             if _out_width(src) != _in_width(dst):
                 raise NetlistError(f"edge {e.src}->{e.dst}: {e.src} sends {_out_width(src)} values, "
                                    f"{e.dst} expects {_in_width(dst)}")
-        for cls in (GradedInput, ReadoutIntegrator):
-            count = len(self.of_type(cls))
+        families = {"P-SpikeSSM": (GradedInput, ReadoutIntegrator), "SiLIF": (SpikeInput, LeakyReadout)}
+        counts = {fam: [len(self.of_type(cls)) for cls in classes] for fam, classes in families.items()}
+        found = [fam for fam, c in counts.items() if any(c)]
+        if len(found) != 1:
+            raise NetlistError("the netlist needs exactly one input and one readout node: GradedInput and "
+                               "ReadoutIntegrator (P-SpikeSSM) or SpikeInput and LeakyReadout (SiLIF)"
+                               + ("; found both kinds" if found else "; found none"))
+        for cls, count in zip(families[found[0]], counts[found[0]]):
             if count != 1:
                 raise NetlistError(f"the netlist needs exactly one {cls.__name__}, found {count}")
+        other = (SSMNeuron, ClampFuse, SparseSynapse) if found[0] == "SiLIF" else (SiLIFNeuron, CSiLIFNeuron)
+        mixed = [n.name for n in self.nodes.values() if isinstance(n, other)]
+        if mixed:
+            raise NetlistError(f"node {mixed[0]} ({type(self.nodes[mixed[0]]).__name__}) does not belong in a "
+                               f"{found[0]} netlist")
+
+    @property
+    def is_snn(self) -> bool:
+        """True for a SiLIF / C-SiLIF network (``SpikeInput`` ... ``LeakyReadout``)."""
+        return any(isinstance(n, SpikeInput) for n in self.nodes.values())
+
+    def snn_layers(self) -> list[dict]:
+        """Per layer of a SiLIF network ``{"synapse", "neuron"}``, in layer order."""
+        neurons = sorted((n for n in self.nodes.values() if isinstance(n, (SiLIFNeuron, CSiLIFNeuron))),
+                         key=lambda n: n.layer)
+        return [{"synapse": self.nodes[self.inputs_of(n.name)["in"]], "neuron": n} for n in neurons]
 
     def blocks(self) -> list[dict]:
         """Per layer ``{"neuron", "mixer", "fuse"}`` nodes, in layer order."""

@@ -247,8 +247,8 @@ class SparseSynapse(Node):
 
 
 class DenseSynapse(Node):
-    """Readout synapse as ``lava.proc.dense.Dense`` with graded input:
-    ``a = shift(W @ x, weight_exp)``; one step latency."""
+    """Synapse as ``lava.proc.dense.Dense``: ``a = shift(W @ x, weight_exp)``, graded input (the
+    P-SpikeSSM readout) or binary input (``num_message_bits == 0``, SiLIF layers); one step latency."""
 
     FIELDS = (
         I("n_in", 1, 2**20, "inputs"),
@@ -295,9 +295,63 @@ class ReadoutIntegrator(Node):
     OUT_PORTS = ()
 
 
+class SpikeInput(Node):
+    """Host source of a SiLIF network: row ``t`` of the binary input spike train at step ``t``."""
+
+    FIELDS = (I("n", 1, 2**20, "input channels"),)
+    IN_PORTS = ()
+
+
+class SiLIFNeuron(Node):
+    """SiLIF population (docs/numerics.md §7), states in units ``2^-F``, threshold ``2^F``:
+    ``w' = sat(shr_trunc(beta w, 12) + shr_trunc(a u, 12) + s b)``;
+    ``u' = sat(shr_trunc(alpha (u - s 2^F), 12) + shr_trunc(one_minus_alpha (I + bias - w'), 12))``;
+    ``s' = 1[u' > 2^F]``; ``s`` is the previous step's spike, ``I`` the synaptic input."""
+
+    FIELDS = (
+        I("layer", 0, 4096, "layer index"),
+        I("n", 1, 2**20, "neurons"),
+        I("state_frac_bits", 0, 22, "F: fraction bits of u and w; the threshold 1.0 is 2^F"),
+        A("alpha", "int16", ("n",), 0, 4096, "membrane decay * 4096 (dt folded in)"),
+        A("beta", "int16", ("n",), 0, 4096, "adaptation decay * 4096 (dt folded in)"),
+        A("one_minus_alpha", "int16", ("n",), 0, 4096, "(1 - alpha) * 4096"),
+        A("a", "int16", ("n",), 0, 4096, "sub-threshold coupling u -> w, * 4096"),
+        A("b", "int32", ("n",), 0, STATE, "spike-triggered adaptation, units 2^-F"),
+        A("bias", "int32", ("n",), -STATE, STATE, "BatchNorm offset of the input current, units 2^-F"),
+    )
+
+
+class CSiLIFNeuron(Node):
+    """C-SiLIF population (docs/numerics.md §7): a ``lava.proc.rf`` rotation of the complex state
+    ``(ur, ui)`` in units ``2^-F``: ``(ur', ui') = rf(ur - s 2^(F-1), ui; decay) + (I + bias, 0)``;
+    ``s' = 1[2 ur' > 2^F]``; ``s`` is the previous step's spike."""
+
+    FIELDS = (
+        I("layer", 0, 4096, "layer index"),
+        I("n", 1, 2**20, "neurons"),
+        I("state_frac_bits", 1, 22, "F: fraction bits of the state; the reset 0.5 is 2^(F-1)"),
+        A("decay_re", "int16", ("n",), -4095, 4095, "Re(lambda) * 4096 (dt folded in)"),
+        A("decay_im", "int16", ("n",), -4095, 4095, "Im(lambda) * 4096"),
+        A("bias", "int32", ("n",), -STATE, STATE, "b times the BatchNorm offset, units 2^-F"),
+    )
+
+
+class LeakyReadout(Node):
+    """Leaky-integrator readout of a SiLIF network: ``r' = sat(shr_trunc(alpha r, 12) + a + bias)``;
+    the host decodes ``argmax_c sum_t softmax(r_t 2^-F)``."""
+
+    FIELDS = (
+        I("n", 1, 2**16, "classes"),
+        I("state_frac_bits", -8, 23, "F: fraction bits of r"),
+        A("alpha", "int16", ("n",), 0, 4096, "readout decay * 4096"),
+        A("bias", "int32", ("n",), -STATE, STATE, "(1 - alpha) times the BatchNorm offset, units 2^-F"),
+    )
+    OUT_PORTS = ()
+
+
 NODE_TYPES: dict[str, type[Node]] = {cls.__name__: cls for cls in
                                       (GradedInput, SSMNeuron, SparseSynapse, DenseSynapse, ClampFuse,
-                                       ReadoutIntegrator)}
+                                       ReadoutIntegrator, SpikeInput, SiLIFNeuron, CSiLIFNeuron, LeakyReadout)}
 
 
 def schema_markdown() -> str:

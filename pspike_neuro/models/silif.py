@@ -115,16 +115,18 @@ class SiLIFLayer(nn.Module):
         u = current.new_zeros(batch, n)
         w = current.new_zeros(batch, n)
         s = current.new_zeros(batch, n)
-        spikes, us = [], []
+        spikes, us, ws = [], [], []
         for t in range(steps):
             w = beta * w + a * u + b * s
             u = alpha * (u - s) + (1 - alpha) * (current[:, t] - w)
             s = boxcar_spike(u - 1.0)
             spikes.append(s)
             us.append(u)
+            ws.append(w)
         out = torch.stack(spikes, 1)
         if probe is not None:
             probe[f"{name}.u"] = torch.stack(us, 1).detach()
+            probe[f"{name}.w"] = torch.stack(ws, 1).detach()
         return out
 
     def forward(self, x, probe=None, name=""):

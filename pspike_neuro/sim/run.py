@@ -43,6 +43,8 @@ def run_backend(netlist: Netlist, x0, seed: int, lengths, backend: str, precisio
     if precision not in PRECISIONS:
         raise UserError(f"--precision must be fixed or float, got {precision!r}")
     samples = np.arange(x0.shape[0])
+    if netlist.is_snn:
+        return _run_snn(netlist, x0, lengths, backend, precision, progress)
     if backend == "reference":
         if precision != "fixed":
             raise UserError("the reference simulator is the integer network; use --backend lava for --precision float")
@@ -51,6 +53,21 @@ def run_backend(netlist: Netlist, x0, seed: int, lengths, backend: str, precisio
 
     with tqdm(total=x0.shape[0], desc="lava", unit="sample", disable=not progress or None) as bar:
         return run_lava(netlist, x0, samples, seed, lengths=lengths, tag=PRECISIONS[precision], progress=bar.update)
+
+
+def _run_snn(netlist: Netlist, x0, lengths, backend: str, precision: str, progress: bool) -> ReferenceResult:
+    if lengths is not None:
+        raise UserError("SiLIF netlists run full-length sequences only; this task pads its sequences")
+    if backend == "reference":
+        if precision != "fixed":
+            raise UserError("the reference simulator is the integer network; use --backend lava for --precision float")
+        from .snn_reference import simulate_snn
+
+        return simulate_snn(netlist, x0)
+    from .lava_snn import run_lava_snn
+
+    with tqdm(total=x0.shape[0], desc="lava", unit="sample", disable=not progress or None) as bar:
+        return run_lava_snn(netlist, x0, tag=PRECISIONS[precision], progress=bar.update)
 
 
 def summarize(result: ReferenceResult, labels, lengths, seq_len: int, wall_s: float) -> dict:
