@@ -37,8 +37,21 @@ class Activity:
     deployed: ReferenceResult | None = None
 
 
+def _snn_float_run(ckpt: Checkpoint, x: torch.Tensor, lengths):
+    """A SiLIF network is deterministic: its spike 'probabilities' are the spikes themselves."""
+    probe: dict = {}
+    with torch.no_grad():
+        scores = ckpt.model.double()(x.double(), None if lengths is None else torch.as_tensor(lengths), probe=probe)
+    s_out = [probe[f"layer{l}.s"].numpy().astype(bool) for l in range(ckpt.config.n_layers)]
+    s_in = [x.numpy().astype(bool)] + s_out[:-1]
+    as_prob = lambda spikes: [s.astype(np.float64) for s in spikes]  # noqa: E731
+    return scores.argmax(-1).numpy(), s_in, s_out, as_prob(s_in), as_prob(s_out)
+
+
 def float_run(ckpt: Checkpoint, x: torch.Tensor, lengths, seed: int, prob_bits: int):
     """Predictions, spikes and spike probabilities of the float model under common random numbers."""
+    if ckpt.model_type != "pspike":
+        return _snn_float_run(ckpt, x, lengths)
     noise = CounterNoise(seed=seed, prob_bits=prob_bits)
     probe: dict = {}
     with torch.no_grad():
@@ -121,7 +134,7 @@ def compare(ckpt: Checkpoint, netlist: Netlist, *, backend: str, samples: int | 
 
     x = load_task(task).test.x[: len(labels)]
     first = int(netlist.meta["seed"]) if seed is None else seed
-    prob_bits = int(netlist.nodes["neuron0"].prob_bits)
+    prob_bits = int(netlist.nodes["neuron0"].values.get("prob_bits", 16))
     valid = np.ones(x0.shape[:2], bool) if lengths is None else np.arange(x0.shape[1])[None] < lengths[:, None]
     f_acc, d_acc = [], []
     pooled = None

@@ -60,12 +60,61 @@ def column_fanout(mixer) -> np.ndarray:
     return np.bincount(mixer.indices, minlength=mixer.n_in)
 
 
+#: per neuron and step in a SiLIF / C-SiLIF population (docs/energy-model.md): multiplies, adds
+SNN_NEURON_OPS = {"silif": {"mac": 4, "add": 5}, "csilif": {"mac": 4, "add": 4}}
+SNN_COMPARTMENTS = 2  # u and w (SiLIF), Re and Im (C-SiLIF)
+
+
+def _snn_kind(node) -> str:
+    return "csilif" if "decay_re" in node.values else "silif"
+
+
+def count_ops_snn(netlist: Netlist, spikes_in: list, spikes_out: list, valid_steps) -> list[dict]:
+    """A SiLIF / C-SiLIF network: spike-driven synaptic ACs, dense neuron updates, readout."""
+    steps = float(np.sum(valid_steps))
+    out = []
+    for l, layer in enumerate(netlist.snn_layers()):
+        syn, nrn = layer["synapse"], layer["neuron"]
+        fan = (syn.weights != 0).sum(axis=0)
+        per = SNN_NEURON_OPS[_snn_kind(nrn)]
+        n_out = float(spikes_out[l].sum())
+        ops = OpCounts(ac=float((spikes_in[l].sum(axis=(0, 1)) * fan).sum()), mac=steps * nrn.n * per["mac"],
+                       add=steps * nrn.n * per["add"], neuron_updates=steps * nrn.n * SNN_COMPARTMENTS,
+                       active_neuron_updates=n_out, binary_messages=n_out)
+        out.append({"layer": l, **ops.as_dict()})
+    syn, ro = netlist.nodes["readout_synapse"], netlist.nodes["readout"]
+    fan = (syn.weights != 0).sum(axis=0)
+    last = spikes_out[-1] if spikes_out else spikes_in[0]
+    out.append({"layer": "readout", **OpCounts(ac=float((last.sum(axis=(0, 1)) * fan).sum()), mac=steps * ro.n,
+                                                add=steps * ro.n * 2, neuron_updates=steps * ro.n).as_dict()})
+    return out
+
+
+def count_ops_dense_snn(netlist: Netlist, valid_steps) -> list[dict]:
+    """The non-spiking counterpart of a SiLIF network: every synapse a graded MAC every step."""
+    steps = float(np.sum(valid_steps))
+    out = []
+    for l, layer in enumerate(netlist.snn_layers()):
+        syn, nrn = layer["synapse"], layer["neuron"]
+        per = SNN_NEURON_OPS[_snn_kind(nrn)]
+        out.append({"layer": l, **OpCounts(graded_synops=steps * syn.n_in * syn.n_out, mac=steps * nrn.n * per["mac"],
+                                           add=steps * nrn.n * per["add"],
+                                           neuron_updates=steps * nrn.n * SNN_COMPARTMENTS,
+                                           graded_messages=steps * nrn.n).as_dict()})
+    syn, ro = netlist.nodes["readout_synapse"], netlist.nodes["readout"]
+    out.append({"layer": "readout", **OpCounts(graded_synops=steps * syn.n_in * syn.n_out, mac=steps * ro.n,
+                                                add=steps * ro.n * 2, neuron_updates=steps * ro.n).as_dict()})
+    return out
+
+
 def count_ops(netlist: Netlist, spikes_in: list, spikes_out: list, valid_steps: int | np.ndarray) -> list[dict]:
     """Per-layer and readout op counts, summed over the samples in the spike arrays.
 
     ``spikes_in[l]``, ``spikes_out[l]``: (B, T, H) bool arrays of the valid steps (padding removed or
     all-False); ``valid_steps``: total valid steps summed over samples.
     """
+    if netlist.is_snn:
+        return count_ops_snn(netlist, spikes_in, spikes_out, valid_steps)
     steps = float(np.sum(valid_steps))
     out = []
     for l, blk in enumerate(netlist.blocks()):
@@ -98,6 +147,8 @@ def _readout_ops(netlist: Netlist, steps: float) -> OpCounts:
 
 def count_ops_dense(netlist: Netlist, valid_steps: int | np.ndarray) -> list[dict]:
     """The non-spiking counterpart: same sizes, real-valued activations everywhere."""
+    if netlist.is_snn:
+        return count_ops_dense_snn(netlist, valid_steps)
     steps = float(np.sum(valid_steps))
     out = []
     for l, blk in enumerate(netlist.blocks()):

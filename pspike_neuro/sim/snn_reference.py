@@ -19,10 +19,10 @@ from .reference import ReferenceResult
 class SNNParams:
     """Integer parameters of one SiLIF or C-SiLIF population, as int64."""
 
-    def __init__(self, node):
-        v = node.values
+    def __init__(self, values: dict, complex_state: bool):
+        v = values
         self.layer, self.n, self.frac_bits = v["layer"], v["n"], v["state_frac_bits"]
-        self.complex = isinstance(node, CSiLIFNeuron)
+        self.complex = complex_state
         self.one = 1 << self.frac_bits
         self.bias = v["bias"].astype(np.int64)
         if self.complex:
@@ -32,6 +32,10 @@ class SNNParams:
             self.alpha, self.beta = v["alpha"].astype(np.int64), v["beta"].astype(np.int64)
             self.oma, self.a, self.b = (v["one_minus_alpha"].astype(np.int64), v["a"].astype(np.int64),
                                         v["b"].astype(np.int64))
+
+
+def params_of(node) -> SNNParams:
+    return SNNParams(node.values, isinstance(node, CSiLIFNeuron))
 
 
 def silif_step(p: SNNParams, current, u, w, s_prev):
@@ -88,7 +92,7 @@ def simulate_snn(netlist: Netlist, spikes: np.ndarray, record_states: bool = Fal
     sat = SaturationCounter()
     result = ReferenceResult(logits=None, predictions=None)
     for layer in netlist.snn_layers():
-        syn, p = layer["synapse"], SNNParams(layer["neuron"])
+        syn, p = layer["synapse"], params_of(layer["neuron"])
         currents = synaptic_input(syn.to_dense(), x.reshape(batch * steps, -1), syn.weight_exp, 0)
         out, states = neuron_layer(p, currents.reshape(batch, steps, -1), sat, record_states)
         result.spikes_in.append(x)
