@@ -111,18 +111,23 @@ def probability_stats(activity: Activity) -> dict:
     return out
 
 
-def figure_probability_histogram(stats: dict, path: Path) -> None:
+def figure_probability_histogram(stats: dict, path: Path, deterministic: bool = False) -> None:
+    """Stochastic samplers: the mean of each neuron's spike probability; deterministic neurons
+    (SiLIF): the probability is the spike itself, so the histogram is of firing rates."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+    names = {"output": "neuron outputs", "input": "layer inputs"} if deterministic else \
+        {"output": "output sampler", "input": "input sampler"}
     for ax, key in zip(axes, ("output", "input")):
         s = stats[key]
         ax.hist(s["values"], bins=np.linspace(0, 1, 41), color="#4477aa", edgecolor="white")
         ax.axvline(NEAR_ZERO, color="#cc6677", linestyle="--", linewidth=1)
-        ax.set_xlabel("mean spike probability of a neuron")
-        ax.set_title(f"{key} sampler: {100 * s['fraction_near_zero']:.0f}% of {s['neurons']} neurons < {NEAR_ZERO}",
+        ax.set_xlabel("firing rate of a neuron" if deterministic else "mean spike probability of a neuron")
+        ax.set_title(f"{names[key]}: {100 * s['fraction_near_zero']:.0f}% of {s['neurons']} < {NEAR_ZERO}",
                      fontsize=9)
     axes[0].set_ylabel("neurons")
-    fig.suptitle("Per-neuron mean spike probability (float model, test inputs)", fontsize=10)
+    fig.suptitle("Per-neuron firing rate (float model, deterministic neurons)" if deterministic else
+                 "Per-neuron mean spike probability (float model, test inputs)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -331,7 +336,7 @@ def write_report(out_dir, ckpt: Checkpoint, netlist: Netlist, result: dict, acti
         raster = figure_raster(activity, fig_dir / "raster.png")
         active = figure_active_ratio(activity, fig_dir / "active_ratio.png")
         probs = probability_stats(activity)
-        figure_probability_histogram(probs, fig_dir / "probability_histogram.png")
+        figure_probability_histogram(probs, fig_dir / "probability_histogram.png", deterministic=netlist.is_snn)
         figure_energy(result["deployed"]["energy"], fig_dir / "energy.png")
         figure_rates(result, fig_dir / "rates.png")
         report = {

@@ -6,7 +6,10 @@ import numpy as np
 
 from .mapping import LIMITS, Demand, place, synapse_bytes
 from .netlist import Netlist
-from .nodes import ClampFuse, DenseSynapse, GradedInput, ReadoutIntegrator, SparseSynapse, SSMNeuron
+from .nodes import (
+    ClampFuse, CSiLIFNeuron, DenseSynapse, GradedInput, LeakyReadout, ReadoutIntegrator, SiLIFNeuron, SparseSynapse,
+    SpikeInput, SSMNeuron,
+)
 
 
 def _bits(node) -> dict:
@@ -16,13 +19,19 @@ def _bits(node) -> dict:
         return {"weight": node.num_weight_bits, "message": node.num_message_bits or 1}
     if isinstance(node, (ClampFuse, ReadoutIntegrator, GradedInput)):
         return {"state": 24, "message": 24}
+    if isinstance(node, (SiLIFNeuron, CSiLIFNeuron, LeakyReadout)):
+        return {"decay": 12, "state": 24, "message": 1}
+    if isinstance(node, SpikeInput):
+        return {"message": 1}
     return {}
 
 
 def _demand(netlist: Netlist, node) -> Demand | None:
     if isinstance(node, SSMNeuron):
         return Demand(node.name, node.n * (node.n_modes + 1), 0)
-    if isinstance(node, (ClampFuse, ReadoutIntegrator)):
+    if isinstance(node, (ClampFuse, ReadoutIntegrator, LeakyReadout)):
+        return Demand(node.name, node.n, 0)
+    if isinstance(node, (SiLIFNeuron, CSiLIFNeuron)):  # two state words: u and w, or Re and Im
         return Demand(node.name, node.n, 0)
     return None
 

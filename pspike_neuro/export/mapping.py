@@ -12,7 +12,8 @@ Every limit carries its source (see docs/netlist-format.md, "Core mapping"):
 
 Demands: an SSM neuron with M complex modes takes one compartment per mode (two 24-bit state
 words each, as ``lava.proc.rf`` holds a resonator) plus one for its samplers and readout; a
-ClampFuse neuron and a readout integrator take one compartment each. A synapse takes its weight
+ClampFuse neuron, a readout integrator and a SiLIF or C-SiLIF neuron (two state words, like one
+``lava.proc.rf`` resonator) take one compartment each. A synapse takes its weight
 bits plus ``ceil(log2(fan_in))`` index bits (sparse) or only its weight bits (dense). Synapses are
 stored on the core of their destination neuron. A population is split over as many cores as its
 larger demand needs; populations never share a core (a conservative, simple packing).

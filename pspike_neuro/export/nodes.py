@@ -303,7 +303,7 @@ class SpikeInput(Node):
 
 
 class SiLIFNeuron(Node):
-    """SiLIF population (docs/numerics.md §7), states in units ``2^-F``, threshold ``2^F``:
+    """SiLIF population (docs/numerics.md §5), states in units ``2^-F``, threshold ``2^F``:
     ``w' = sat(shr_trunc(beta w, 12) + shr_trunc(a u, 12) + s b)``;
     ``u' = sat(shr_trunc(alpha (u - s 2^F), 12) + shr_trunc(one_minus_alpha (I + bias - w'), 12))``;
     ``s' = 1[u' > 2^F]``; ``s`` is the previous step's spike, ``I`` the synaptic input."""
@@ -322,7 +322,7 @@ class SiLIFNeuron(Node):
 
 
 class CSiLIFNeuron(Node):
-    """C-SiLIF population (docs/numerics.md §7): a ``lava.proc.rf`` rotation of the complex state
+    """C-SiLIF population (docs/numerics.md §5): a ``lava.proc.rf`` rotation of the complex state
     ``(ur, ui)`` in units ``2^-F``: ``(ur', ui') = rf(ur - s 2^(F-1), ui; decay) + (I + bias, 0)``;
     ``s' = 1[2 ur' > 2^F]``; ``s`` is the previous step's spike."""
 

@@ -1,4 +1,4 @@
-"""From a SiLIF / C-SiLIF checkpoint to a netlist (docs/numerics.md §7).
+"""From a SiLIF / C-SiLIF checkpoint to a netlist (docs/numerics.md §5).
 
 Folding (exact in float): BatchNorm ``g (W x) + h`` with ``g = gamma / sqrt(var + eps)``,
 ``h = beta - mean g``; ``dt`` disappears into the decays. SiLIF: synapse ``diag(g) W``, bias ``h``.

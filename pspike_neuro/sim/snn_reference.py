@@ -1,4 +1,4 @@
-"""Bit-exact reference simulator of SiLIF / C-SiLIF netlists (docs/numerics.md §7), in numpy.
+"""Bit-exact reference simulator of SiLIF / C-SiLIF netlists (docs/numerics.md §5), in numpy.
 
 Layer by layer over the whole sequence: the Dense synapse is vectorized over time, the neuron steps
 through time vectorized over samples and neurons. The step functions here are what the Lava

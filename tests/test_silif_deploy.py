@@ -1,0 +1,206 @@
+"""SiLIF / C-SiLIF deployment: integer steps by hand, reference vs Lava bit for bit, float parity,
+lava.proc.rf where C-SiLIF coincides with it, the pipeline's commands, refusals."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pspike_neuro.cli import main
+from pspike_neuro.data import load_task
+from pspike_neuro.errors import UserError
+from pspike_neuro.export.build import build_netlist
+from pspike_neuro.export.checkpoint import load_checkpoint, save_checkpoint
+from pspike_neuro.export.hdf5 import read_netlist, write_netlist
+from pspike_neuro.models import SNN, SNNConfig
+from pspike_neuro.quant.fixed import SaturationCounter
+from pspike_neuro.quant.quantize import QuantConfig
+from pspike_neuro.sim.snn_reference import SNNParams, csilif_step, neuron_layer, silif_step, simulate_snn
+
+
+@pytest.fixture(scope="session")
+def trained_snns(tmp_path_factory):
+    """A SiLIF and a C-SiLIF network (2 x 32) trained briefly on sdigits-spikes, with their netlists."""
+    from pspike_neuro.training import TrainConfig, train
+
+    task = load_task("sdigits-spikes")
+    out = {}
+    for kind, lr in (("silif", 1e-2), ("csilif", 5e-3)):
+        d = tmp_path_factory.mktemp(kind)
+        cfg = SNNConfig(kind=kind, d_input=task.d_input, n_classes=10, d_hidden=32, n_layers=2)
+        train(task, cfg, TrainConfig(epochs=6, lr=lr, weight_decay=0.0, eval_seeds=1), d, progress=False,
+              log=lambda msg: None)
+        ckpt = load_checkpoint(d / "model.pt")
+        netlist, _ = build_netlist(ckpt, QuantConfig(calib_samples=128))
+        write_netlist(netlist, d / "model.net")
+        out[kind] = (ckpt, d / "model.net")
+    return out
+
+
+def test_silif_integer_step_by_hand():
+    # F = 10 (threshold 1024); alpha = 0.5, beta = 0.75, 1 - alpha = 0.5, a = 0.25, b = 256, bias = 100
+    p = SNNParams(dict(layer=0, n=1, state_frac_bits=10, alpha=np.array([2048]), beta=np.array([3072]),
+                       one_minus_alpha=np.array([2048]), a=np.array([1024]), b=np.array([256]),
+                       bias=np.array([100])), complex_state=False)
+    u, w, s = np.array([1500]), np.array([-40]), np.array([1])
+    s, u, w, n = silif_step(p, np.array([2000]), u, w, s)
+    # w' = trunc(0.75 * -40) + trunc(0.25 * 1500) + 256 = -30 + 375 + 256 = 601
+    # u' = trunc(0.5 * (1500 - 1024)) + trunc(0.5 * (2000 + 100 - 601)) = 238 + 749 = 987 -> no spike
+    assert (int(w[0]), int(u[0]), int(s[0]), n) == (601, 987, 0, 0)
+    s, u, w, _ = silif_step(p, np.array([3000]), u, w, s)
+    # w' = trunc(450.75) + trunc(246.75) + 0 = 450 + 246 = 696; u' = 493 + trunc(0.5 * 2404) = 493 + 1202 = 1695
+    assert (int(w[0]), int(u[0]), int(s[0])) == (696, 1695, 1)
+
+
+def test_csilif_integer_step_by_hand():
+    # F = 10: reset 0.5 = 512; lambda = (0.5 + 0.25 i) -> (2048, 1024)
+    p = SNNParams(dict(layer=0, n=1, state_frac_bits=10, decay_re=np.array([2048]), decay_im=np.array([1024]),
+                       bias=np.array([-8])), complex_state=True)
+    s, ur, ui, _ = csilif_step(p, np.array([200]), np.array([900]), np.array([-300]), np.array([1]))
+    # reset: 900 - 512 = 388; re = trunc(0.5 * 388) - trunc(0.25 * -300) + 192 = 194 + 75 + 192 = 461
+    # im = trunc(0.25 * 388) + trunc(0.5 * -300) = 97 - 150 = -53; 2 * 461 = 922 <= 1024: no spike
+    assert (int(ur[0]), int(ui[0]), int(s[0])) == (461, -53, 0)
+    s, ur, ui, _ = csilif_step(p, np.array([900]), ur, ui, s)
+    # re = trunc(230.5) - trunc(-13.25) + 892 = 230 + 13 + 892 = 1135 -> 2 * 1135 > 1024: spike
+    assert (int(ur[0]), int(s[0])) == (1135, 1)
+
+
+def test_csilif_without_spikes_follows_lava_rf():
+    """Real input, threshold out of reach: C-SiLIF's state is lava.proc.rf's fixed-point trajectory."""
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.io.source import RingBuffer
+    from lava.proc.rf.process import RF
+
+    steps, drive = 30, 2500
+    rf = RF(shape=(1,), period=9.1, alpha=0.05, state_exp=0, decay_bits=12, vth=2**22)
+    sin_d, cos_d = int(rf.sin_decay.init), int(rf.cos_decay.init)
+    src_re = RingBuffer(data=np.full((1, steps), drive, np.int32))
+    src_im = RingBuffer(data=np.zeros((1, steps), np.int32))
+    src_re.s_out.connect(rf.a_real_in)
+    src_im.s_out.connect(rf.a_imag_in)
+    lava_states = []
+    try:
+        for _ in range(steps):
+            rf.run(condition=RunSteps(num_steps=1), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+            lava_states.append((int(rf.real.get()[0]), int(rf.imag.get()[0])))
+    finally:
+        rf.stop()
+    p = SNNParams(dict(layer=0, n=1, state_frac_bits=22, decay_re=np.array([cos_d]), decay_im=np.array([sin_d]),
+                       bias=np.array([0])), complex_state=True)
+    spikes, states = neuron_layer(p, np.full((1, steps, 1), drive, np.int64), SaturationCounter(), record_states=True)
+    assert not spikes.any()
+    assert [(int(states[0, t, 0, 0]), int(states[0, t, 0, 1])) for t in range(steps)] == lava_states
+    assert len(set(lava_states)) > 25
+
+
+@pytest.mark.parametrize("kind", ["silif", "csilif"])
+def test_lava_fixed_point_is_bit_identical_to_the_reference(trained_snns, kind, tmp_path, capsys):
+    _, net = trained_snns[kind]
+    assert main(["simulate", str(net), "--samples", "3", "--json", "--out", str(tmp_path / "ref")]) == 0
+    ref = json.loads(capsys.readouterr().out)
+    assert main(["simulate", str(net), "--backend", "lava", "--samples", "3", "--json", "--out", str(tmp_path / "lava")]) == 0
+    lava = json.loads(capsys.readouterr().out)
+    a, b = np.load(tmp_path / "ref" / "activity.npz"), np.load(tmp_path / "lava" / "activity.npz")
+    for key in a.files:
+        np.testing.assert_array_equal(a[key], b[key])
+    assert ref["layers"] == lava["layers"] and ref["accuracy"] == lava["accuracy"]
+    assert sum(x["output_spikes"] for x in ref["layers"]) > 0
+
+
+@pytest.mark.parametrize("kind", ["silif", "csilif"])
+def test_lava_floating_point_follows_the_float_model(trained_snns, kind):
+    from pspike_neuro.sim.lava_snn import run_lava_snn
+
+    ckpt, net = trained_snns[kind]
+    x = load_task("sdigits-spikes").test.x[:2]
+    probe = {}
+    with torch.no_grad():
+        scores = ckpt.model.double()(x.double(), probe=probe).numpy()
+    result = run_lava_snn(read_netlist(net), x.numpy(), tag="floating_pt")
+    for l in range(2):
+        np.testing.assert_array_equal(result.spikes_out[l], probe[f"layer{l}.s"].numpy().astype(bool))
+    np.testing.assert_allclose(result.logits, scores, rtol=1e-6)  # Lava's float Dense rounds at ~1e-8
+
+
+@pytest.mark.parametrize("kind", ["silif", "csilif"])
+def test_deployed_network_tracks_the_float_model(trained_snns, kind, capsys):
+    ckpt, net = trained_snns[kind]
+    assert main(["verify", str(ckpt.path), str(net), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["float"]["accuracy"] > 0.6
+    assert abs(result["float"]["accuracy"] - result["deployed"]["accuracy"]) <= 0.01
+    assert result["checks"]["max_rate_difference"]["value"] < 0.05
+    assert result["deployed"]["saturation_events"] == 0
+    energy = result["deployed"]["energy"]
+    ops = energy["ops_per_inference"]
+    spikes_in0 = result["layers"][0]["input"]["deployed_spikes"] / result["samples"]
+    assert ops["ac"] > spikes_in0   # every input spike reaches several synapses
+    assert ops["rng"] == 0 and ops["graded_synops"] == 0
+    for model in energy["models"].values():
+        assert model["ratio_non_spiking_to_spiking"] > 1
+
+
+def test_energy_counts_of_a_hand_built_silif_netlist(trained_snns):
+    from pspike_neuro.energy.ops import count_ops, count_ops_dense, total
+
+    _, path = trained_snns["silif"]
+    net = read_netlist(path)
+    for name in ("synapse0", "synapse1", "readout_synapse"):   # a known fan-out: every weight non-zero
+        node = net.nodes[name]
+        node.values["weights"] = np.full_like(node.weights, 2)
+    s_in0 = np.zeros((1, 4, 32), bool)
+    s_in0[0, 0, :3] = True                       # 3 input spikes
+    s_out0 = np.zeros((1, 4, 32), bool)
+    s_out0[0, 1, 0] = True                       # 1 spike in layer 0
+    s_out1 = np.zeros((1, 4, 32), bool)
+    s_out1[0, 2, :2] = True                      # 2 spikes in layer 1
+    rows = count_ops(net, [s_in0, s_out0], [s_out0, s_out1], 4)
+    assert rows[0]["ac"] == 3 * 32 and rows[1]["ac"] == 1 * 32 and rows[2]["ac"] == 2 * 10
+    assert rows[0]["mac"] == 4 * 32 * 4 and rows[0]["add"] == 4 * 32 * 5 and rows[0]["neuron_updates"] == 4 * 32 * 2
+    assert rows[1]["binary_messages"] == 2 and rows[2]["mac"] == 4 * 10
+    dense = total(count_ops_dense(net, 4))
+    assert dense.graded_synops == 4 * (32 * 32 + 32 * 32 + 32 * 10) and dense.ac == 0
+
+
+def test_report_on_a_silif_network(trained_snns, tmp_path):
+    ckpt, net = trained_snns["csilif"]
+    assert main(["report", str(ckpt.path), str(net), "--samples", "30", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["verification"]["backend"] == "reference"
+    assert report["probability"]["output"]["neurons"] == 64
+    rates = np.array(report["verification"]["layers"][0]["output"]["float_per_neuron"])
+    assert report["probability"]["output"]["fraction_near_zero"] >= 0
+    assert (tmp_path / "figures" / "probability_histogram.png").stat().st_size > 10_000
+    assert rates.shape == (32,)
+
+
+def test_export_refuses_what_does_not_deploy(tmp_path, capsys):
+    torch.manual_seed(0)
+    net = SNN(SNNConfig(kind="csilif", d_input=32, d_hidden=4)).eval()
+    with torch.no_grad():
+        net.layers[0].theta_re.fill_(-30.0)      # |lambda| rounds to 1: an undamped resonator
+    save_checkpoint(tmp_path / "m.pt", net, task="sdigits-spikes")
+    assert main(["export", str(tmp_path / "m.pt"), "-o", str(tmp_path / "m.net")]) == 2
+    err = capsys.readouterr().err
+    assert "layer 0:" in err and "|decay| >= 1" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m.net").exists()
+
+
+def test_reference_refuses_padded_sequences_for_snn(trained_snns):
+    from pspike_neuro.sim.run import run_backend
+
+    _, path = trained_snns["silif"]
+    with pytest.raises(UserError, match="full-length sequences only"):
+        run_backend(read_netlist(path), np.zeros((1, 32, 32)), 0, np.array([20]), "reference")
+
+
+def test_simulate_snn_equals_integer_layers_composed(trained_snns):
+    _, path = trained_snns["silif"]
+    net = read_netlist(path)
+    x = load_task("sdigits-spikes").test.x[:5].numpy()
+    result = simulate_snn(net, x)
+    assert result.logits.shape == (5, 10)
+    np.testing.assert_allclose(result.logits.sum(-1), 32.0)   # 32 softmax vectors summed
+    assert result.spikes_in[1] is result.spikes_out[0]
