@@ -129,12 +129,19 @@ def synaptic_input(w_int, x, weight_exp: int, num_message_bits: int) -> np.ndarr
     value counts as 1), as Lava does. ``x`` is (n_in,) or (batch, n_in); ``w_int`` dense or CSR.
     """
     x = np.asarray(x)
-    x = x.astype(bool).astype(np.int64) if num_message_bits == 0 else x.astype(np.int64)
+    binary = num_message_bits == 0
+    if binary:
+        x = x if x.dtype == bool else x.astype(bool)
+    else:
+        x = x.astype(np.int64)
     w = w_int if sparse.issparse(w_int) else np.asarray(w_int, np.int64)
     w_max = float(abs(w).max()) if w.shape[0] * w.shape[1] else 0.0
-    if w_max * float(np.abs(x).max(initial=0)) * w.shape[1] < 2.0**53:
+    x_max = 1.0 if binary else float(np.abs(x).max(initial=0))
+    if w_max * x_max * w.shape[1] < 2.0**53:
         # every partial sum is an integer below 2^53: float64 (BLAS) is exact and much faster
         w, x = w.astype(np.float64), x.astype(np.float64)
+    elif binary:
+        x = x.astype(np.int64)
     acc = (w @ x.T).T if x.ndim == 2 else w @ x
     return shift(np.rint(acc).astype(np.int64) if acc.dtype.kind == "f" else np.asarray(acc, np.int64), weight_exp)
 

@@ -1,6 +1,9 @@
 """Build the Lava process graph of a netlist, run it under Loihi2SimCfg, collect what it recorded.
 
-One Lava network per sample (Lava processes cannot be rerun after ``stop()``)::
+One Lava network per batch of samples (Lava processes cannot be rerun after ``stop()``, and
+building and compiling a network costs as much as a few hundred steps): the samples run back to
+back in time, ``period = length + latency`` Lava steps each, every process resetting its state
+where its own view of a sample begins (``sim/lava/models.py``)::
 
     GradedSource ─► SSMNeuron_0 ─► Sparse (mixer_0) ─► ClampFuse_0.mixer ─► SSMNeuron_1 ...
           └─────────────────────────────────────────► ClampFuse_0.residual ─► ClampFuse_1.residual ...
@@ -33,18 +36,20 @@ def _node_params(node) -> dict:
     return dict(node.values)
 
 
-def _build(netlist: Netlist, x_sample: np.ndarray, sample: int, seed: int, valid_length: int, tag: str,
-           record_dir: Path, record_states: bool):
+def _build(netlist: Netlist, x_batch: np.ndarray, samples: np.ndarray, seed: int, valid_lengths: np.ndarray,
+           tag: str, record_dir: Path, record_states: bool):
     from lava.proc.dense.process import Dense
     from lava.proc.sparse.process import Sparse
 
     from .lava.processes import ClampFuse, GradedSource, ReadoutIntegrator, SSMNeuron
 
-    length = x_sample.shape[0]
+    length = x_batch.shape[1]
     blocks = netlist.blocks()
-    num_steps = length + int(netlist.meta["latency_steps"])
-    run = dict(seed=seed, sample=sample, length=length, valid_length=valid_length, num_steps=num_steps)
-    source = GradedSource(data=x_sample, **run)
+    period = length + int(netlist.meta["latency_steps"])
+    num_steps = len(samples) * period
+    run = dict(seed=seed, samples=np.asarray(samples, np.int64), length=length,
+               valid_lengths=np.asarray(valid_lengths, np.int64), period=period, num_steps=num_steps)
+    source = GradedSource(data=x_batch, **run)
     stream = source.s_out
     procs = {"source": source}
     for l, blk in enumerate(blocks):
@@ -100,9 +105,17 @@ def check_int32_sums(netlist: Netlist) -> None:
                             "synapses; re-export with fewer fraction bits (this netlist cannot run in Lava exactly)")
 
 
+SAMPLES_PER_NETWORK = 64
+
+
 def run_lava(netlist: Netlist, x0: np.ndarray, sample_ids, seed: int, lengths=None, tag: str = "fixed_pt",
-             record_states: bool = False, progress=None) -> ReferenceResult:
-    """Simulate host-encoded inputs ``x0`` (B, L, H) in Lava; returns what the reference returns."""
+             record_states: bool = False, progress=None,
+             samples_per_network: int = SAMPLES_PER_NETWORK) -> ReferenceResult:
+    """Simulate host-encoded inputs ``x0`` (B, L, H) in Lava; returns what the reference returns.
+
+    Up to ``samples_per_network`` samples share one Lava network and run one after the other;
+    ``progress(n)`` is called after each network with its number of samples.
+    """
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
 
@@ -113,38 +126,43 @@ def run_lava(netlist: Netlist, x0: np.ndarray, sample_ids, seed: int, lengths=No
     batch, length, _ = x0.shape
     lengths = np.full(batch, length) if lengths is None else np.asarray(lengths)
     sample_ids = np.asarray(sample_ids)
-    per_sample = []
+    if samples_per_network < 1:
+        raise UserError(f"samples_per_network must be at least 1, got {samples_per_network}")
+    per_network = []
     sat_total: dict[str, int] = {}
-    for b in range(batch):
+    for lo in range(0, batch, samples_per_network):
+        hi = min(batch, lo + samples_per_network)
+        ids = sample_ids[lo:hi]
+        which = f"sample {int(ids[0])}" if len(ids) == 1 else f"samples {int(ids[0])}..{int(ids[-1])}"
         if tag == "fixed_pt":
             counts = _Counts()
-            x_sample = quantize_input(x0[b:b + 1], netlist.nodes["input"].frac_bits, counts)[0]
+            x_batch = quantize_input(x0[lo:hi], netlist.nodes["input"].frac_bits, counts)
         else:
-            x_sample = x0[b]
+            x_batch = x0[lo:hi]
         with tempfile.TemporaryDirectory(prefix="pspike-lava-") as tmp:
             record_dir = Path(tmp)
-            source, num_steps = _build(netlist, x_sample, int(sample_ids[b]), seed, int(lengths[b]), tag,
-                                       record_dir, record_states)
+            source, num_steps = _build(netlist, x_batch, ids, seed, lengths[lo:hi], tag, record_dir, record_states)
             started = False
             try:
                 source.run(condition=RunSteps(num_steps=num_steps), run_cfg=Loihi2SimCfg(select_tag=tag))
                 started = True
             except Exception as exc:  # Lava wraps model exceptions in RuntimeError
                 reason = " ".join(str(exc).split())[:200]
-                raise UserError(f"Lava simulation of sample {int(sample_ids[b])} failed: {reason}") from None
+                raise UserError(f"Lava simulation of {which} failed: {reason}") from None
             finally:
                 _stop(source, started)
             errors = sorted(record_dir.glob("*.error"))
             if errors:
                 name = errors[0].name.split(".")[0]
-                raise UserError(f"Lava simulation of sample {int(sample_ids[b])} failed in {name}: "
-                                f"{errors[0].read_text().strip()[:200]}")
-            per_sample.append(_load(record_dir, len(netlist.blocks()), sat_total))
+                failed, _, message = errors[0].read_text().partition("\n")
+                raise UserError(f"Lava simulation of sample {failed.strip()} failed in {name}: "
+                                f"{message.strip()[:200]}")
+            per_network.append(_load(record_dir, len(netlist.blocks()), sat_total))
             if tag == "fixed_pt":
                 sat_total["input"] = sat_total.get("input", 0) + counts.n
         if progress is not None:
-            progress(1)
-    return _stack(per_sample, sat_total, record_states)
+            progress(hi - lo)
+    return _stack(per_network, sat_total, record_states)
 
 
 class _Counts:
@@ -178,17 +196,18 @@ def _load(record_dir: Path, n_layers: int, sat_total: dict) -> dict:
     return out
 
 
-def _stack(per_sample: list, sat_total: dict, record_states: bool) -> ReferenceResult:
-    n_layers = len(per_sample[0]["neurons"])
-    logits = np.stack([s["readout"]["acc"][-1] for s in per_sample])
+def _stack(per_network: list, sat_total: dict, record_states: bool) -> ReferenceResult:
+    """Concatenate the networks' recordings, each (samples, length, ...), along the samples."""
+    n_layers = len(per_network[0]["neurons"])
+    logits = np.concatenate([s["readout"]["acc"][:, -1] for s in per_network])
     result = ReferenceResult(logits=logits, predictions=logits.argmax(-1), saturation=sat_total)
     for l in range(n_layers):
-        result.spikes_in.append(np.stack([s["neurons"][l]["s"] for s in per_sample]))
-        result.spikes_out.append(np.stack([s["neurons"][l]["o"] for s in per_sample]))
-        result.residual.append(np.stack([s["neurons"][l]["x"] for s in per_sample]))
+        result.spikes_in.append(np.concatenate([s["neurons"][l]["s"] for s in per_network]))
+        result.spikes_out.append(np.concatenate([s["neurons"][l]["o"] for s in per_network]))
+        result.residual.append(np.concatenate([s["neurons"][l]["x"] for s in per_network]))
         if record_states:
-            result.states.append(np.stack([s["neurons"][l]["state"] for s in per_sample]))
-    result.residual_out = np.stack([s["fuses"][-1]["x_out"] for s in per_sample])
+            result.states.append(np.concatenate([s["neurons"][l]["state"] for s in per_network]))
+    result.residual_out = np.concatenate([s["fuses"][-1]["x_out"] for s in per_network])
     return result
 
 

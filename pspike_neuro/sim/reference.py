@@ -14,10 +14,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..quant.fixed import STATE_BITS, SaturationCounter, rf_step, saturate, shift, shr_trunc, synaptic_input
+from . import kernels
 from .rng import uniform_int
 
 
 STATE_LIMIT = 2 ** (STATE_BITS - 1) - 1
+#: run the SSM populations with the compiled kernels of ``sim/kernels.py`` (numba) when available;
+#: False keeps the numpy step loop below (the two give the same integers)
+USE_KERNELS = kernels.AVAILABLE
 
 
 def _get(rec, name):
@@ -123,6 +127,15 @@ def neuron_forward(nrn, x: np.ndarray, valid: np.ndarray, seed: int, samples: np
     p = NeuronParams(nrn)
     batch, length, n = x.shape
     m = p.dr.shape[1]
+    if USE_KERNELS:  # compiled loops (sim/kernels.py), the same integers
+        r_in = kernels.random_block(seed, p.site_in, n, length, p.prob_bits, samples)
+        r_out = kernels.random_block(seed, p.site_out, n, length, p.prob_bits, samples)
+        s_all, o_all, states, n_state_sat, n_v_sat = kernels.neuron_sequence(p, x, r_in=r_in, r_out=r_out,
+                                                                             valid=valid,
+                                                                             record_states=record_states)
+        sat.add(f"layer{p.layer}.state", n_state_sat)
+        sat.add(f"layer{p.layer}.output", n_v_sat)
+        return s_all, o_all, states
     r_in = random_block(seed, p.site_in, n, length, p.prob_bits, samples)
     r_out = random_block(seed, p.site_out, n, length, p.prob_bits, samples)
     s_all = np.zeros((batch, length, n), bool)
@@ -190,7 +203,11 @@ def simulate(net: dict, x0: np.ndarray, seed: int, samples=None, lengths=None,
         result.residual.append(x)
         if record_states:
             result.states.append(states)
-        x = fuse_forward(blk["fuse"], x, a.reshape(batch, length, -1), sat)
+        if USE_KERNELS:
+            x, n_sat = kernels.fuse(blk["fuse"], x, a.reshape(batch, length, -1))
+            sat.add(f"layer{_get(blk['fuse'], 'layer')}.residual", n_sat)
+        else:
+            x = fuse_forward(blk["fuse"], x, a.reshape(batch, length, -1), sat)
     syn, integ = net["readout"]["synapse"], net["readout"]["integrator"]
     per_step = synaptic_input(_dense(syn), x.reshape(batch * length, -1), _get(syn, "weight_exp"),
                               _get(syn, "num_message_bits")).reshape(batch, length, -1)

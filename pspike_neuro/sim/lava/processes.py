@@ -1,10 +1,11 @@
 """Lava Processes of the deployed P-SpikeSSM (interfaces only; behaviour is in ``models.py``).
 
 Each process gets its parameters through ``proc_params``: ``params`` (the netlist node's integer
-fields), ``floats`` (its folded float parameters), and run settings: ``seed``, ``sample`` (the
-sample id the random generator uses), ``length`` (model steps of the sequence), ``valid_length``
-(unpadded steps), ``num_steps`` (Lava steps of the run), ``record_path`` (where the process saves
-what it recorded at the last step).
+fields), ``floats`` (its folded float parameters), and run settings: ``seed``, ``samples`` (the
+sample ids the random generator uses, one per sample of the batch), ``length`` (model steps of a
+sequence), ``valid_lengths`` (unpadded steps of each sample), ``period`` (Lava steps per sample:
+``length`` plus the pipeline latency), ``num_steps`` (Lava steps of the run, ``samples * period``),
+``record_path`` (where the process saves what it recorded at the last step).
 """
 
 from lava.magma.core.process.ports.ports import InPort, OutPort
@@ -13,17 +14,18 @@ from lava.magma.core.process.variable import Var
 
 
 class GradedSource(AbstractProcess):
-    """Sends row ``k - 1`` of ``data`` (num_steps, n) at Lava step ``k`` (zeros past its end)."""
+    """Sends ``data[j, t]`` of ``data`` (samples, length, n) at Lava step ``j * period + t + 1``
+    (zeros in the gap after each sample)."""
 
     def __init__(self, *, data, **run):
         super().__init__(data=data, **run)
-        self.s_out = OutPort(shape=(data.shape[1],))
+        self.s_out = OutPort(shape=(data.shape[2],))
 
 
 class SSMNeuron(AbstractProcess):
     """Input sampler, SSM modes and output sampler of one block (docs/numerics.md §3, steps 1-3).
 
-    Block ``l`` handles model time ``t = k - 1 - l`` at Lava step ``k``.
+    Block ``l`` handles model time ``t = k - 1 - l`` of sample ``j`` at Lava step ``j * period + k``.
     """
 
     def __init__(self, *, n, **params):

@@ -1,0 +1,259 @@
+"""Compiled kernel of the SSM population over a whole sequence (numba), for the reference simulator.
+
+``neuron_sequence`` runs :func:`pspike_neuro.sim.reference.neuron_step` for every step of a batch
+in one compiled loop (samples in parallel, modes in registers), with the same integer arithmetic:
+``shr_trunc`` as ``(a + ((a >> 63) & (2^n - 1))) >> n``, saturation to 24 bits counted element by
+element, the readout sum in int64. It is 10-20x faster than the step-by-step numpy loop and gives
+the same integers (``tests/test_sim_kernels.py`` checks it against ``neuron_step``, saturation
+included). Without numba, ``AVAILABLE`` is False and the reference keeps its numpy loop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:  # numba is a dependency; the numpy path stays for environments without it
+    import numba
+except ImportError:  # pragma: no cover - exercised only where numba is missing
+    numba = None
+
+AVAILABLE = numba is not None
+FLOAT_PATH = True
+STATE_LIMIT = (1 << 23) - 1
+
+
+def _neuron_sequence(x, valid, r_in, r_out, alpha_m, alpha_shift, beta, one, dr, di, b_re, b_im, c_re, c_im,
+                     c_shift, d_term, b_out, sign, relu, decay_bits, s_out, o_out, states, record_states,
+                     sat_counts):
+    batch, length, n = x.shape
+    m = dr.shape[1]
+    lim = STATE_LIMIT
+    a_mask = (np.int64(1) << alpha_shift) - 1
+    d_mask = (np.int64(1) << decay_bits) - 1
+    for b in numba.prange(batch):
+        zr = np.zeros((n, m), np.int64)
+        zi = np.zeros((n, m), np.int64)
+        n_state = 0
+        n_out = 0
+        for t in range(length):
+            ok = valid[b, t]
+            for i in range(n):
+                a = alpha_m[i] * x[b, t, i]
+                q = ((a + ((a >> 63) & a_mask)) >> alpha_shift) + beta[i]
+                q = min(max(q, 0), one)
+                s = 1 if (ok and r_in[b, t, i] < q) else 0
+                acc = np.int64(0)
+                for k in range(m):
+                    p1 = dr[i, k] * zr[i, k]
+                    p2 = di[i, k] * zi[i, k]
+                    p3 = di[i, k] * zr[i, k]
+                    p4 = dr[i, k] * zi[i, k]
+                    nr = (((p1 + ((p1 >> 63) & d_mask)) >> decay_bits)
+                          - ((p2 + ((p2 >> 63) & d_mask)) >> decay_bits) + s * b_re[i, k])
+                    ni = (((p3 + ((p3 >> 63) & d_mask)) >> decay_bits)
+                          + ((p4 + ((p4 >> 63) & d_mask)) >> decay_bits) + s * b_im[i, k])
+                    if nr > lim:
+                        nr = lim
+                        n_state += 1
+                    elif nr < -lim:
+                        nr = -lim
+                        n_state += 1
+                    if ni > lim:
+                        ni = lim
+                        n_state += 1
+                    elif ni < -lim:
+                        ni = -lim
+                        n_state += 1
+                    zr[i, k] = nr
+                    zi[i, k] = ni
+                    acc += c_re[i, k] * nr - c_im[i, k] * ni
+                    if record_states:
+                        states[b, t, i, k, 0] = nr
+                        states[b, t, i, k, 1] = ni
+                c_mask = (np.int64(1) << c_shift[i]) - 1
+                v = ((acc + ((acc >> 63) & c_mask)) >> c_shift[i]) + s * d_term[i] + b_out[i]
+                if v > lim:
+                    v = lim
+                    n_out += 1
+                elif v < -lim:
+                    v = -lim
+                    n_out += 1
+                g = sign[i] * max(v, 0) if relu else v
+                g = min(max(g, 0), one)
+                s_out[b, t, i] = s == 1
+                o_out[b, t, i] = r_out[b, t, i] < g
+        sat_counts[b, 0] = n_state
+        sat_counts[b, 1] = n_out
+
+
+def _neuron_sequence_f64(x, valid, r_in, r_out, alpha_m, alpha_shift, beta, one, f_dr, f_di, f_b_re, f_b_im,
+                         f_c_re, f_c_im, f_c_scale, d_term, b_out, sign, relu, s_out, o_out, states, record_states,
+                         sat_counts):
+    """The same in float64 on exactly representable integers (``neuron_step_float``), branch-free so
+    that the mode loop vectorizes. Valid where ``NeuronParams.float_exact``."""
+    batch, length, n = x.shape
+    m = f_dr.shape[1]
+    lim = float(STATE_LIMIT)
+    a_mask = (np.int64(1) << alpha_shift) - 1
+    for b in numba.prange(batch):
+        zr = np.zeros((n, m), np.float64)
+        zi = np.zeros((n, m), np.float64)
+        n_state = 0
+        n_out = 0
+        for t in range(length):
+            ok = valid[b, t]
+            for i in range(n):
+                a = alpha_m[i] * x[b, t, i]
+                q = ((a + ((a >> 63) & a_mask)) >> alpha_shift) + beta[i]
+                q = min(max(q, 0), one)
+                s = 1 if (ok and r_in[b, t, i] < q) else 0
+                sf = float(s)
+                acc = 0.0
+                for k in range(m):
+                    nr = np.trunc(f_dr[i, k] * zr[i, k]) - np.trunc(f_di[i, k] * zi[i, k]) + sf * f_b_re[i, k]
+                    ni = np.trunc(f_di[i, k] * zr[i, k]) + np.trunc(f_dr[i, k] * zi[i, k]) + sf * f_b_im[i, k]
+                    cr = min(max(nr, -lim), lim)
+                    ci = min(max(ni, -lim), lim)
+                    n_state += (cr != nr) + (ci != ni)
+                    zr[i, k] = cr
+                    zi[i, k] = ci
+                    acc += f_c_re[i, k] * cr - f_c_im[i, k] * ci
+                if record_states:
+                    for k in range(m):
+                        states[b, t, i, k, 0] = np.int64(zr[i, k])
+                        states[b, t, i, k, 1] = np.int64(zi[i, k])
+                v = np.int64(np.trunc(acc * f_c_scale[i])) + s * d_term[i] + b_out[i]
+                if v > STATE_LIMIT:
+                    v = STATE_LIMIT
+                    n_out += 1
+                elif v < -STATE_LIMIT:
+                    v = -STATE_LIMIT
+                    n_out += 1
+                g = sign[i] * max(v, 0) if relu else v
+                g = min(max(g, 0), one)
+                s_out[b, t, i] = s == 1
+                o_out[b, t, i] = r_out[b, t, i] < g
+        sat_counts[b, 0] = n_state
+        sat_counts[b, 1] = n_out
+
+
+def _random_block(seed, site, samples, n, length, shift, out):
+    """``out[b, t, i] = uniform_int(seed, site, i, t, prob_bits, sample=samples[b])``
+    (``shift = 32 - prob_bits``): the hash of ``pspike_neuro.sim.rng`` in uint64 arithmetic."""
+    mask = np.uint64(0xFFFFFFFF)
+
+    def lowbias32(x):
+        x ^= x >> np.uint64(16)
+        x = (x * np.uint64(0x7FEB352D)) & mask
+        x ^= x >> np.uint64(15)
+        x = (x * np.uint64(0x846CA68B)) & mask
+        return x ^ (x >> np.uint64(16))
+
+    def absorb(h, key, mult):
+        return lowbias32((h + ((key * mult) & mask)) & mask)
+
+    h0 = absorb(np.uint64(0x243F6A88), np.uint64(seed), np.uint64(0x9E3779B1))
+    h0 = absorb(h0, np.uint64(site), np.uint64(0x85EBCA77))
+    for b in numba.prange(samples.shape[0]):
+        hb = absorb(h0, np.uint64(samples[b]), np.uint64(0x165667B1))
+        for i in range(n):
+            hi = absorb(hb, np.uint64(i), np.uint64(0xC2B2AE3D))
+            for t in range(length):
+                h = absorb(hi, np.uint64(t), np.uint64(0x27D4EB2F))
+                h ^= h >> np.uint64(16)
+                h = (h * np.uint64(0x85EBCA6B)) & mask
+                h ^= h >> np.uint64(13)
+                h = (h * np.uint64(0xC2B2AE35)) & mask
+                h ^= h >> np.uint64(16)
+                out[b, t, i] = np.int64(h >> np.uint64(shift))
+
+
+_compiled_random = numba.njit(parallel=True, cache=True, nogil=True)(_random_block) if AVAILABLE else None
+
+
+def random_block(seed: int, site: int, n: int, length: int, prob_bits: int, samples) -> np.ndarray:
+    """Compiled :func:`pspike_neuro.sim.reference.random_block`: (B, L, n) int64, the same numbers."""
+    from .rng import MASK32, _check_prob_bits
+
+    samples = np.ascontiguousarray(samples, np.int64).reshape(-1)
+    keys = [int(seed), int(site)] + ([int(samples.min()), int(samples.max())] if samples.size else [])
+    if any(not 0 <= k <= MASK32 for k in keys):
+        raise ValueError("seed, site and sample ids must be in [0, 2**32)")
+    out = np.empty((samples.shape[0], length, n), np.int64)
+    _compiled_random(int(seed), int(site), samples, n, length, 32 - _check_prob_bits(prob_bits), out)
+    return out
+
+
+_compiled_f64 = numba.njit(parallel=True, cache=True, nogil=True)(_neuron_sequence_f64) if AVAILABLE else None
+_compiled = numba.njit(parallel=True, cache=True, nogil=True)(_neuron_sequence) if AVAILABLE else None
+
+
+def neuron_sequence(p, x, valid, r_in, r_out, record_states: bool = False):
+    """The SSM population ``p`` (a ``NeuronParams``) over ``x`` (B, L, n) int64 from zero state.
+
+    Returns ``s, o`` (B, L, n) bool, the states (B, L, n, M, 2) int64 or None, and the numbers of
+    state and output saturation events.
+    """
+    batch, length, n = x.shape
+    m = p.dr.shape[1]
+    s = np.zeros((batch, length, n), bool)
+    o = np.zeros((batch, length, n), bool)
+    states = np.zeros((batch, length, n, m, 2) if record_states else (1, 1, 1, 1, 2), np.int64)
+    sat = np.zeros((batch, 2), np.int64)
+    c_shift = np.broadcast_to(np.asarray(p.c_shift, np.int64), (n,)).copy()
+    i64 = lambda a: np.ascontiguousarray(a, np.int64)  # noqa: E731
+    f64 = lambda a: np.ascontiguousarray(np.broadcast_to(a, (n,) + np.shape(a)[1:]), np.float64)  # noqa: E731
+    if p.float_exact and FLOAT_PATH:
+        _compiled_f64(i64(x), np.ascontiguousarray(valid, bool), i64(r_in), i64(r_out), i64(p.alpha_m),
+                      int(p.alpha_shift), i64(np.broadcast_to(p.beta, (n,))), int(p.one), f64(p.f_dr), f64(p.f_di),
+                      f64(p.f_b_re), f64(p.f_b_im), f64(p.f_c_re), f64(p.f_c_im), f64(p.f_c_scale),
+                      i64(np.broadcast_to(p.d_term, (n,))), i64(np.broadcast_to(p.b_out, (n,))),
+                      i64(np.broadcast_to(p.sign, (n,))), bool(p.relu), s, o, states, bool(record_states), sat)
+        return s, o, (states if record_states else None), int(sat[:, 0].sum()), int(sat[:, 1].sum())
+    _compiled(i64(x), np.ascontiguousarray(valid, bool), i64(r_in), i64(r_out), i64(p.alpha_m),
+              int(p.alpha_shift), i64(np.broadcast_to(p.beta, (n,))), int(p.one), i64(p.dr), i64(p.di),
+              i64(p.b_re), i64(p.b_im), i64(p.c_re), i64(p.c_im), c_shift, i64(np.broadcast_to(p.d_term, (n,))),
+              i64(np.broadcast_to(p.b_out, (n,))), i64(np.broadcast_to(p.sign, (n,))), bool(p.relu), 12,
+              s, o, states, bool(record_states), sat)
+    return s, o, (states if record_states else None), int(sat[:, 0].sum()), int(sat[:, 1].sum())
+
+
+def _fuse_rows(x, a, bias, relu, residual, post_m, post_shift, post_offset, out, sat_counts):
+    rows, n = x.shape
+    lim = STATE_LIMIT
+    mask = (np.int64(1) << post_shift) - 1
+    for r in numba.prange(rows):
+        count = 0
+        for i in range(n):
+            m = a[r, i] + bias[i]
+            if relu and m < 0:
+                m = 0
+            y = post_m[i] * (x[r, i] + m if residual else m)
+            y = ((y + ((y >> 63) & mask)) >> post_shift) + post_offset[i]
+            if y > lim:
+                y = lim
+                count += 1
+            elif y < -lim:
+                y = -lim
+                count += 1
+            out[r, i] = y
+        sat_counts[r] = count
+
+
+_compiled_fuse = numba.njit(parallel=True, cache=True, nogil=True)(_fuse_rows) if AVAILABLE else None
+
+
+def fuse(node, x, a):
+    """Compiled :func:`pspike_neuro.sim.reference.fuse_forward` on (..., n) arrays: ``y`` and the
+    number of saturation events."""
+    get = (lambda k: node[k]) if isinstance(node, dict) else (lambda k: getattr(node, k))
+    shape = np.shape(x)
+    n = shape[-1]
+    i64 = lambda v: np.ascontiguousarray(np.broadcast_to(np.asarray(v, np.int64), (n,)))  # noqa: E731
+    xr = np.ascontiguousarray(x, np.int64).reshape(-1, n)
+    ar = np.ascontiguousarray(a, np.int64).reshape(-1, n)
+    out = np.empty_like(xr)
+    sat = np.zeros(xr.shape[0], np.int64)
+    _compiled_fuse(xr, ar, i64(get("bias")), get("psi") == "relu", bool(get("residual")), i64(get("post_scale_m")),
+                   int(get("post_shift")), i64(get("post_offset")), out, sat)
+    return out.reshape(shape), int(sat.sum())

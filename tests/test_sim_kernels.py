@@ -1,0 +1,91 @@
+"""The compiled kernels of the reference simulator give the same integers as its numpy steps."""
+
+import numpy as np
+import pytest
+
+from pspike_neuro.quant.fixed import SaturationCounter
+from pspike_neuro.sim import kernels, reference
+
+pytestmark = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is not installed")
+
+
+def random_neuron(rng, n, m, c_max=127, phi="relu"):
+    return dict(layer=2, prob_bits=16, site_in=8, site_out=9, phi=phi,
+                alpha_m=rng.integers(-4000, 4000, n), alpha_shift=9, beta=rng.integers(-2**15, 2**16, n),
+                decay_re=rng.integers(-4095, 4096, (n, m)), decay_im=rng.integers(-4095, 4096, (n, m)),
+                b_re=rng.integers(-127, 128, (n, m)), b_im=rng.integers(-127, 128, (n, m)), b_exp=16,
+                c_re=rng.integers(-c_max, c_max + 1, (n, m)), c_im=rng.integers(-c_max, c_max + 1, (n, m)),
+                c_shift=rng.integers(0, 12, n), d=rng.integers(-127, 128, n), d_exp=3,
+                b_out=rng.integers(-2**15, 2**15, n), out_sign=rng.choice([-1, 1], n))
+
+
+@pytest.mark.parametrize("prob_bits", [1, 7, 16, 24])
+def test_random_block_equals_the_counter_based_generator(prob_bits):
+    samples = np.array([0, 5, 2**32 - 1, 77])
+    got = kernels.random_block(2**32 - 1, 3, 9, 11, prob_bits, samples)
+    np.testing.assert_array_equal(got, reference.random_block(2**32 - 1, 3, 9, 11, prob_bits, samples))
+    with pytest.raises(ValueError):
+        kernels.random_block(0, 0, 2, 2, 25, samples)
+
+
+@pytest.mark.parametrize("float_path", [True, False])
+@pytest.mark.parametrize("phi", ["relu", "identity"])
+def test_neuron_sequence_equals_the_numpy_step_loop(monkeypatch, float_path, phi):
+    """Saturating inputs and states, padded lengths, per-neuron C shifts, both arithmetic paths."""
+    rng = np.random.default_rng(11)
+    node = random_neuron(rng, n=13, m=5, phi=phi)
+    batch, length = 6, 30
+    x = rng.integers(-2**22, 2**22, (batch, length, 13))
+    valid = np.arange(length)[None] < rng.integers(1, length + 1, batch)[:, None]
+    samples = np.array([3, 1, 4, 1, 5, 9])
+    monkeypatch.setattr(kernels, "FLOAT_PATH", float_path)
+    results = {}
+    for use in (True, False):
+        monkeypatch.setattr(reference, "USE_KERNELS", use)
+        sat = SaturationCounter()
+        s, o, states = reference.neuron_forward(node, x, valid, 7, samples, sat, record_states=True)
+        results[use] = (s, o, states, sat.as_dict())
+    for got, want in zip(results[True], results[False]):
+        if isinstance(want, dict):
+            assert got == want
+        else:
+            np.testing.assert_array_equal(got, want)
+    sat = results[False][3]
+    assert sat["layer2.state"] > 0 and sat["layer2.output"] > 0  # saturation is exercised
+    assert results[False][1].any() and not results[False][1].all()
+
+
+@pytest.mark.parametrize("psi,residual", [("relu", True), ("identity", True), ("relu", False)])
+def test_fuse_equals_fuse_forward(psi, residual):
+    rng = np.random.default_rng(5)
+    n = 17
+    node = dict(layer=1, psi=psi, residual=residual, bias=rng.integers(-2**20, 2**20, n),
+                post_scale_m=rng.integers(-2**12, 2**12, n), post_shift=9, post_offset=rng.integers(-2**20, 2**20, n))
+    x = rng.integers(-2**23, 2**23, (4, 10, n))
+    a = rng.integers(-2**23, 2**23, (4, 10, n))
+    sat = SaturationCounter()
+    want = reference.fuse_forward(node, x, a, sat)
+    got, n_sat = kernels.fuse(node, x, a)
+    np.testing.assert_array_equal(got, want)
+    assert n_sat == sat.as_dict()["layer1.residual"] > 0
+
+
+def test_simulate_is_the_same_with_and_without_kernels(small_checkpoint, monkeypatch):
+    from pspike_neuro.data import load_task
+    from pspike_neuro.export.build import as_layers, build_netlist, encode_inputs
+    from pspike_neuro.quant.quantize import QuantConfig
+
+    net, _ = build_netlist(small_checkpoint, QuantConfig(calib_samples=16))
+    x0 = encode_inputs(net, load_task("sdigits").test.x[:12])
+    lengths = np.random.default_rng(0).integers(1, x0.shape[1] + 1, 12)
+    runs = []
+    for use in (True, False):
+        monkeypatch.setattr(reference, "USE_KERNELS", use)
+        runs.append(reference.simulate(as_layers(net), x0, seed=4, samples=np.arange(12) + 100, lengths=lengths,
+                                       record_states=True))
+    a, b = runs
+    np.testing.assert_array_equal(a.logits, b.logits)
+    assert a.saturation == b.saturation
+    for l in range(len(a.spikes_in)):
+        for name in ("spikes_in", "spikes_out", "residual", "states"):
+            np.testing.assert_array_equal(getattr(a, name)[l], getattr(b, name)[l])
