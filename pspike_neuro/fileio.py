@@ -6,20 +6,53 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale(folder: Path, prefix: str, suffix: str = "") -> int:
+    """Remove ``{prefix}{pid}-*{suffix}`` entries left by processes that no longer run (a SIGKILL
+    during a write cannot clean up after itself). Returns how many were removed."""
+    removed = 0
+    for entry in folder.glob(f"{prefix}*{suffix}"):
+        pid_text = entry.name[len(prefix):].split("-", 1)[0]
+        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename.
 
-    On any exception (or Ctrl-C) the temporary file is removed and ``path`` is untouched.
+    On any exception (or Ctrl-C) the temporary file is removed and ``path`` is untouched. The
+    temporary name carries the writer's pid (``.NAME.PID-XXXX.tmp``): one left behind by a killed
+    process is removed by the next write to the same path.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    remove_stale(target.parent, f".{target.name}.", ".tmp")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}-", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
         yield Path(tmp)

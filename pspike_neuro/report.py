@@ -26,6 +26,7 @@ import numpy as np
 from . import __version__
 from .export.checkpoint import Checkpoint
 from .export.netlist import Netlist
+from .fileio import remove_stale
 from .verify import Activity
 
 #: a neuron whose mean spike probability is below this counts as "near zero" (the paper's Figure 4)
@@ -329,7 +330,8 @@ def write_report(out_dir, ckpt: Checkpoint, netlist: Netlist, result: dict, acti
         raise UserError(f"--out {out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     run_id = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-    staging = Path(tempfile.mkdtemp(prefix=".report-staging-", dir=out))
+    remove_stale(out, ".report-staging-")  # left by a report that was killed
+    staging = Path(tempfile.mkdtemp(prefix=f".report-staging-{os.getpid()}-", dir=out))
     try:
         fig_dir = staging / "figures"
         fig_dir.mkdir()

@@ -417,7 +417,7 @@ def test_mnist_bad_image_size_and_label_value_are_refused(tmp_path):
 
 
 def test_tasks_lists_every_task_with_a_one_line_description():
-    assert set(TASKS) == {"sdigits", "psdigits", "listops", "smnist", "psmnist"}
+    assert set(TASKS) == {"sdigits", "psdigits", "listops", "smnist", "psmnist", "sdigits-spikes", "shd"}
     for description in TASKS.values():
         assert description and "\n" not in description
 

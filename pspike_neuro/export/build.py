@@ -100,6 +100,10 @@ def encode_inputs(netlist: Netlist, x: torch.Tensor) -> np.ndarray:
     """Run the host encoder stored in the netlist: (B, L[, d_in]) -> (B, L, H) float64.
 
     A SiLIF netlist has no encoder: its input is the spike train itself."""
+    if x.dim() < 2 or x.shape[1] == 0:
+        raise UserError(f"inputs must hold at least one time step, got shape {tuple(x.shape)}")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise UserError(f"inputs: {int((~torch.isfinite(x)).sum())} value(s) are NaN or infinite")
     if netlist.is_snn:
         width = netlist.nodes["input"].n
         if x.dim() != 3 or x.shape[-1] != width:

@@ -11,11 +11,14 @@ never runs code)::
     task            task name the model was trained on, with ``task_options``
     train_config    the training settings
     state_dict      parameter and buffer tensors
+    state_sha256    digest of the state dict (names, dtypes, shapes, bytes); a file whose tensors
+                    changed after it was written is refused (files without it are read unchecked)
     metrics         training and evaluation results
 """
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import zipfile
 from dataclasses import dataclass
@@ -49,6 +52,15 @@ class Checkpoint:
     package_version: str
 
 
+def state_digest(state: dict) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_checkpoint(path, model: PSpikeSSM | SNN, *, task: str, task_options: dict | None = None,
                     train_config: dict | None = None, metrics: dict | None = None) -> None:
     payload = {
@@ -63,6 +75,7 @@ def save_checkpoint(path, model: PSpikeSSM | SNN, *, task: str, task_options: di
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "metrics": dict(metrics or {}),
     }
+    payload["state_sha256"] = state_digest(payload["state_dict"])
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -136,6 +149,10 @@ def load_checkpoint(path, device: str = "cpu") -> Checkpoint:
         raise UserError(f"checkpoint {path}: model_type {model_type!r} but model_config.kind {config.kind!r}")
     model = network(config)
     _check_state_dict(path, model, payload["state_dict"])
+    stored = payload.get("state_sha256")
+    if stored is not None and stored != state_digest(payload["state_dict"]):
+        raise UserError(f"checkpoint {path}: tensor checksum mismatch (the weights changed after the file was "
+                        "written: a corrupt or edited file)")
     model.load_state_dict(payload["state_dict"])
     model.to(device).eval()
     return Checkpoint(

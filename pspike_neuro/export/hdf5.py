@@ -21,6 +21,9 @@ from .nodes import NODE_TYPES, NodeError
 
 JSON_META = ("model_config", "quant_config")
 EDGE_FIELDS = ("src", "dst", "src_port", "dst_port")
+#: no dataset of a netlist may declare more elements than this (a compressed dataset of zeros can
+#: declare terabytes in a few kilobytes of file; it is refused before anything is read)
+MAX_ELEMENTS = 1 << 27
 
 
 def write_netlist(netlist: Netlist, path) -> None:
@@ -93,9 +96,42 @@ def _read_meta(path: Path, f: h5py.File) -> dict:
     return meta
 
 
+def _safe_read(path: Path, where: str, data, expected_shape: tuple | None = None):
+    """Read a dataset only after checking that it is plain, stored in this file and of sane size."""
+    if not isinstance(data, h5py.Dataset):
+        raise UserError(f"netlist {path}: {where} is not a dataset")
+    if data.external or data.is_virtual:
+        raise UserError(f"netlist {path}: {where} stores its data outside the file (external or virtual "
+                        "dataset), which a netlist never does")
+    if expected_shape is not None and tuple(data.shape) != tuple(expected_shape):
+        raise UserError(f"netlist {path}: {where}: shape {tuple(data.shape)}, expected {tuple(expected_shape)}")
+    if data.size > MAX_ELEMENTS:
+        raise UserError(f"netlist {path}: {where} declares {data.size} elements (limit {MAX_ELEMENTS})")
+    return data[()]
+
+
+def _no_links(path: Path, group, where: str) -> None:
+    for key in group:
+        link = group.get(key, getlink=True)
+        if not isinstance(link, h5py.HardLink):
+            raise UserError(f"netlist {path}: {where}/{key} is a {type(link).__name__}; a netlist holds no links")
+
+
+def _expected_shape(fld, scalars: dict):
+    shape = []
+    for dim in fld.shape:
+        base = dim[:-2] if dim.endswith("+1") else dim
+        value = scalars.get(base)
+        if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
+            return None  # the node check names the bad scalar
+        shape.append(int(value) + (1 if dim.endswith("+1") else 0))
+    return tuple(shape)
+
+
 def _read_node(path: Path, name: str, g) -> object:
     if not isinstance(g, h5py.Group):
         raise UserError(f"netlist {path}: /nodes/{name} is not a group")
+    _no_links(path, g, f"/nodes/{name}")
     type_name = _decode(g.attrs.get("type"))
     cls = NODE_TYPES.get(type_name)
     if cls is None:
@@ -103,6 +139,11 @@ def _read_node(path: Path, name: str, g) -> object:
                         f"known: {', '.join(NODE_TYPES)}")
     declared = {fld.name: fld for fld in cls.FIELDS}
     values = {}
+    for fld in cls.FIELDS:  # scalars first: they give the shapes the arrays must have
+        if fld.kind != "array":
+            if fld.name not in g.attrs:
+                raise UserError(f"netlist {path}: node {name} ({type_name}): field {fld.name}: missing")
+            values[fld.name] = _decode(g.attrs[fld.name])
     for fld in cls.FIELDS:
         if fld.kind == "array":
             if fld.name not in g or not isinstance(g[fld.name], h5py.Dataset):
@@ -111,21 +152,21 @@ def _read_node(path: Path, name: str, g) -> object:
             if data.dtype != np.dtype(fld.dtype):
                 raise UserError(f"netlist {path}: node {name} ({type_name}): field {fld.name}: "
                                 f"dtype {data.dtype}, expected {fld.dtype}")
-            values[fld.name] = data[()]
-        else:
-            if fld.name not in g.attrs:
-                raise UserError(f"netlist {path}: node {name} ({type_name}): field {fld.name}: missing")
-            value = _decode(g.attrs[fld.name])
-            values[fld.name] = value
+            values[fld.name] = _safe_read(path, f"node {name} ({type_name}): field {fld.name}", data,
+                                          _expected_shape(fld, values))
+    values = {fld.name: values[fld.name] for fld in cls.FIELDS}
     extra = [k for k in list(g.keys()) + list(g.attrs.keys()) if k not in declared and k not in ("type", "float")]
     if extra:
         raise UserError(f"netlist {path}: node {name} ({type_name}): field {extra[0]}: not a field of this type")
     floats = {}
     if "float" in g:
+        if not isinstance(g["float"], h5py.Group):
+            raise UserError(f"netlist {path}: node {name}: float must be a group")
+        _no_links(path, g["float"], f"/nodes/{name}/float")
         for key, data in g["float"].items():
             if not isinstance(data, h5py.Dataset) or data.dtype != np.float64:
                 raise UserError(f"netlist {path}: node {name}: float/{key} must be a float64 dataset")
-            floats[key] = data[()]
+            floats[key] = _safe_read(path, f"node {name}: float/{key}", data)
     try:
         return cls(name, values, floats)
     except NodeError as exc:
@@ -144,14 +185,17 @@ def read_netlist(path) -> Netlist:
             meta = _read_meta(path, f)
             if "nodes" not in f or not isinstance(f["nodes"], h5py.Group):
                 raise UserError(f"netlist {path}: no /nodes group")
+            _no_links(path, f, "")
+            _no_links(path, f["nodes"], "/nodes")
             nodes = {name: _read_node(path, name, g) for name, g in f["nodes"].items()}
-            if "edges" not in f:
+            if "edges" not in f or not isinstance(f["edges"], h5py.Group):
                 raise UserError(f"netlist {path}: no /edges group")
+            _no_links(path, f["edges"], "/edges")
             columns = []
             for attr in EDGE_FIELDS:
                 if attr not in f["edges"]:
                     raise UserError(f"netlist {path}: /edges is missing {attr}")
-                data = f["edges"][attr][()]
+                data = _safe_read(path, f"/edges/{attr}", f["edges"][attr])
                 if data.ndim != 1 or data.dtype.kind != "S":
                     raise UserError(f"netlist {path}: /edges/{attr} must be a 1-D string dataset")
                 columns.append([_decode(v) for v in data])

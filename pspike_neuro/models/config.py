@@ -14,6 +14,15 @@ SAMPLERS = ("stochastic", "lif")
 INPUT_KINDS = ("real", "tokens")
 
 
+def check_sizes(cfg, limits: dict) -> None:
+    """Sizes must be integers in [1, limit]: a config from someone else's file must not make us
+    allocate terabytes before the tensors are compared."""
+    for name, limit in limits.items():
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+            raise UserError(f"model config: {name} must be an integer in [1, {limit}], got {value!r}")
+
+
 @dataclass
 class ModelConfig:
     """Every knob of a P-SpikeSSM network (DESIGN §4)."""
@@ -55,9 +64,8 @@ class ModelConfig:
         choose("psi", self.psi, ACTIVATIONS)
         choose("norm", self.norm, NORMS)
         choose("sampler", self.sampler, SAMPLERS)
-        for name in ("d_input", "n_classes", "d_model", "n_layers"):
-            if int(getattr(self, name)) < 1:
-                raise UserError(f"model config: {name} must be a positive integer, got {getattr(self, name)}")
+        check_sizes(self, {"d_input": 1 << 20, "n_classes": 1 << 16, "d_model": 1 << 14, "n_layers": 256,
+                           "d_state": 1 << 12})
         if self.d_state < 2 or self.d_state % 2:
             raise UserError(f"model config: d_state must be an even integer >= 2, got {self.d_state}")
         if not 0 < self.dt_min <= self.dt_max:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import UserError
 from ..quant.fixed import STATE_BITS, SaturationCounter, rf_step, saturate, shift, shr_trunc, synaptic_input
 from . import kernels
 from .rng import uniform_int
@@ -179,7 +180,10 @@ def readout_step(acc, a, bias, valid):
 
 
 def quantize_input(x0: np.ndarray, frac_bits: int, sat: SaturationCounter) -> np.ndarray:
-    """Host encoder output (float) -> 24-bit graded input messages."""
+    """Host encoder output (float) -> 24-bit graded input messages (values too large saturate, counted)."""
+    x0 = np.asarray(x0, np.float64)
+    if not np.all(np.isfinite(x0)):
+        raise UserError(f"inputs: {int(np.count_nonzero(~np.isfinite(x0)))} value(s) are NaN or infinite")
     x, n_sat = saturate(np.rint(x0 * 2.0 ** frac_bits).astype(np.int64))
     sat.add("input", n_sat)
     return x
