@@ -24,6 +24,8 @@ def test_random_block_equals_the_counter_based_generator(prob_bits):
     samples = np.array([0, 5, 2**32 - 1, 77])
     got = kernels.random_block(2**32 - 1, 3, 9, 11, prob_bits, samples)
     np.testing.assert_array_equal(got, reference.random_block(2**32 - 1, 3, 9, 11, prob_bits, samples))
+    later = kernels.random_block(7, 3, 9, 5, prob_bits, samples, t0=20)
+    np.testing.assert_array_equal(later, reference.random_block(7, 3, 9, 25, prob_bits, samples)[:, 20:])
     with pytest.raises(ValueError):
         kernels.random_block(0, 0, 2, 2, 25, samples)
 
@@ -89,3 +91,15 @@ def test_simulate_is_the_same_with_and_without_kernels(small_checkpoint, monkeyp
     for l in range(len(a.spikes_in)):
         for name in ("spikes_in", "spikes_out", "residual", "states"):
             np.testing.assert_array_equal(getattr(a, name)[l], getattr(b, name)[l])
+
+
+@pytest.mark.parametrize("w_max, graded", [(127, False), (2**14, False), (2**20, False), (2**20, True), (2**30, True)])
+def test_synaptic_input_is_exact_on_every_arithmetic_path(w_max, graded):
+    """float32 BLAS below 2^24, float64 below 2^53, int64 above: always the integer sum."""
+    from pspike_neuro.quant.fixed import shift, synaptic_input
+
+    rng = np.random.default_rng(8)
+    w = rng.integers(-w_max, w_max + 1, (31, 700))
+    x = rng.integers(-2**23 + 1, 2**23, (50, 700)) if graded else rng.random((50, 700)) < 0.9
+    want = shift((w.astype(object) @ x.astype(np.int64).T.astype(object)).T.astype(np.int64), -3)
+    np.testing.assert_array_equal(synaptic_input(w, x, -3, 24 if graded else 0), want)

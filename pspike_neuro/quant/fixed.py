@@ -137,9 +137,11 @@ def synaptic_input(w_int, x, weight_exp: int, num_message_bits: int) -> np.ndarr
     w = w_int if sparse.issparse(w_int) else np.asarray(w_int, np.int64)
     w_max = float(abs(w).max()) if w.shape[0] * w.shape[1] else 0.0
     x_max = 1.0 if binary else float(np.abs(x).max(initial=0))
-    if w_max * x_max * w.shape[1] < 2.0**53:
-        # every partial sum is an integer below 2^53: float64 (BLAS) is exact and much faster
-        w, x = w.astype(np.float64), x.astype(np.float64)
+    bound = w_max * x_max * w.shape[1]
+    if bound < 2.0**53:
+        # every partial sum is an integer below 2^53 (2^24): float64 (float32) BLAS is exact and much faster
+        dtype = np.float32 if bound < 2.0**24 else np.float64
+        w, x = w.astype(dtype), x.astype(dtype)
     elif binary:
         x = x.astype(np.int64)
     acc = (w @ x.T).T if x.ndim == 2 else w @ x

@@ -171,15 +171,32 @@ def quantize_network(folded: FoldedNetwork, stats: dict, qc: QuantConfig) -> dic
     return {"input": dict(n=folded.config.d_model, frac_bits=x_bits[0]), "blocks": blocks, "readout": readout}
 
 
+UNIFORM_CHUNK = 32
+
+
 def calibrate(folded: FoldedNetwork, x0: np.ndarray, qc: QuantConfig, lengths=None) -> dict:
     """Activation statistics of the folded float network on host-encoded calibration inputs."""
+    from ..sim import kernels
     from ..sim.rng import uniform_float_block
 
     samples = np.arange(x0.shape[0])
     width = folded.config.d_model
+    blocks: dict = {}  # site -> (t0, uniforms of steps t0 .. t0 + UNIFORM_CHUNK - 1)
 
     def uniforms(site, t):
-        return uniform_float_block(qc.seed, site, width, t, qc.prob_bits, samples)
+        if not kernels.AVAILABLE:
+            return uniform_float_block(qc.seed, site, width, t, qc.prob_bits, samples)
+        # the same numbers as uniform_float_block, drawn UNIFORM_CHUNK steps at a time by the compiled kernel
+        t0, block = blocks.get(site, (None, None))
+        if t0 is None or not t0 <= t < t0 + block.shape[1]:
+            for old in [k for k in blocks if k < site - 1]:
+                del blocks[old]
+            t0 = t
+            steps = min(UNIFORM_CHUNK, x0.shape[1] - t)
+            ints = kernels.random_block(qc.seed, site, width, steps, qc.prob_bits, samples, t0=t0)
+            block = ints.astype(np.float64) * np.float64(2.0 ** -qc.prob_bits)
+            blocks[site] = (t0, block)
+        return block[:, t - t0]
 
     stats: dict = {}
     float_forward(folded, x0, uniforms, lengths=lengths, record=stats)

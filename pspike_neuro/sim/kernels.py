@@ -10,6 +10,8 @@ included). Without numba, ``AVAILABLE`` is False and the reference keeps its num
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 try:  # numba is a dependency; the numpy path stays for environments without it
@@ -18,7 +20,15 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
     numba = None
 
 AVAILABLE = numba is not None
+if AVAILABLE and "NUMBA_THREADING_LAYER" not in os.environ:
+    # workqueue threads sleep between parallel calls; GNU OpenMP's spin for a while and steal the
+    # cores from the numpy code that runs between kernel calls (calibration: 2x slower with omp)
+    numba.config.THREADING_LAYER = "workqueue"
 FLOAT_PATH = True
+# the float64 kernel's every intermediate is an integer below 2^53 (NeuronParams.float_exact), so
+# reassociating the readout sum or fusing a multiply-add cannot change a result; zeros' signs vanish
+# in the int64 conversion. These flags let LLVM vectorize the mode loop.
+FASTMATH = {"reassoc", "contract", "nsz"}
 STATE_LIMIT = (1 << 23) - 1
 
 
@@ -137,8 +147,8 @@ def _neuron_sequence_f64(x, valid, r_in, r_out, alpha_m, alpha_shift, beta, one,
         sat_counts[b, 1] = n_out
 
 
-def _random_block(seed, site, samples, n, length, shift, out):
-    """``out[b, t, i] = uniform_int(seed, site, i, t, prob_bits, sample=samples[b])``
+def _random_block(seed, site, samples, n, length, t0, shift, out):
+    """``out[b, t, i] = uniform_int(seed, site, i, t0 + t, prob_bits, sample=samples[b])``
     (``shift = 32 - prob_bits``): the hash of ``pspike_neuro.sim.rng`` in uint64 arithmetic."""
     mask = np.uint64(0xFFFFFFFF)
 
@@ -159,7 +169,7 @@ def _random_block(seed, site, samples, n, length, shift, out):
         for i in range(n):
             hi = absorb(hb, np.uint64(i), np.uint64(0xC2B2AE3D))
             for t in range(length):
-                h = absorb(hi, np.uint64(t), np.uint64(0x27D4EB2F))
+                h = absorb(hi, np.uint64(t0 + t), np.uint64(0x27D4EB2F))
                 h ^= h >> np.uint64(16)
                 h = (h * np.uint64(0x85EBCA6B)) & mask
                 h ^= h >> np.uint64(13)
@@ -171,20 +181,22 @@ def _random_block(seed, site, samples, n, length, shift, out):
 _compiled_random = numba.njit(parallel=True, cache=True, nogil=True)(_random_block) if AVAILABLE else None
 
 
-def random_block(seed: int, site: int, n: int, length: int, prob_bits: int, samples) -> np.ndarray:
-    """Compiled :func:`pspike_neuro.sim.reference.random_block`: (B, L, n) int64, the same numbers."""
+def random_block(seed: int, site: int, n: int, length: int, prob_bits: int, samples, t0: int = 0) -> np.ndarray:
+    """Compiled :func:`pspike_neuro.sim.reference.random_block`: (B, L, n) int64, the same numbers
+    (steps ``t0 .. t0 + length - 1``)."""
     from .rng import MASK32, _check_prob_bits
 
     samples = np.ascontiguousarray(samples, np.int64).reshape(-1)
-    keys = [int(seed), int(site)] + ([int(samples.min()), int(samples.max())] if samples.size else [])
+    keys = [int(seed), int(site), int(t0), int(t0) + max(length - 1, 0)]
+    keys += [int(samples.min()), int(samples.max())] if samples.size else []
     if any(not 0 <= k <= MASK32 for k in keys):
         raise ValueError("seed, site and sample ids must be in [0, 2**32)")
     out = np.empty((samples.shape[0], length, n), np.int64)
-    _compiled_random(int(seed), int(site), samples, n, length, 32 - _check_prob_bits(prob_bits), out)
+    _compiled_random(int(seed), int(site), samples, n, length, int(t0), 32 - _check_prob_bits(prob_bits), out)
     return out
 
 
-_compiled_f64 = numba.njit(parallel=True, cache=True, nogil=True)(_neuron_sequence_f64) if AVAILABLE else None
+_compiled_f64 = numba.njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)(_neuron_sequence_f64) if AVAILABLE else None
 _compiled = numba.njit(parallel=True, cache=True, nogil=True)(_neuron_sequence) if AVAILABLE else None
 
 
@@ -257,3 +269,50 @@ def fuse(node, x, a):
     _compiled_fuse(xr, ar, i64(get("bias")), get("psi") == "relu", bool(get("residual")), i64(get("post_scale_m")),
                    int(get("post_shift")), i64(get("post_offset")), out, sat)
     return out.reshape(shape), int(sat.sum())
+
+
+def _max_abs(a, partial):
+    """``partial[c]`` = max |a| over chunk ``c`` of the flat array (NaN if the chunk holds one)."""
+    chunks = partial.shape[0]
+    size = a.shape[0]
+    step = (size + chunks - 1) // chunks
+    for c in numba.prange(chunks):
+        m = 0.0
+        for i in range(c * step, min(size, (c + 1) * step)):
+            v = abs(a[i])
+            if v > m:
+                m = v
+            elif v != v:
+                m = v
+                break
+        partial[c] = m
+
+
+def _add_rows_where(z, rows, mask):
+    """``z[b, h, :] += rows[h, :]`` where ``mask[b, h]`` (element-wise IEEE adds, as numpy's)."""
+    batch, n, width = z.shape
+    for b in numba.prange(batch):
+        for h in range(n):
+            if mask[b, h]:
+                for k in range(width):
+                    z[b, h, k] += rows[h, k]
+
+
+_compiled_max_abs = numba.njit(parallel=True, cache=True, nogil=True)(_max_abs) if AVAILABLE else None
+_compiled_add_rows = numba.njit(parallel=True, cache=True, nogil=True)(_add_rows_where) if AVAILABLE else None
+
+
+def max_abs(a: np.ndarray) -> float:
+    """``float(np.abs(a).max(initial=0))`` of a float64 array, in one parallel pass (exact: a maximum)."""
+    flat = np.ascontiguousarray(a, np.float64).reshape(-1)
+    if flat.size < 65536 or not AVAILABLE:
+        return float(np.abs(flat).max(initial=0))
+    partial = np.zeros(8, np.float64)
+    _compiled_max_abs(flat, partial)
+    return float(np.nan if np.isnan(partial).any() else partial.max())
+
+
+def add_rows_where(z: np.ndarray, rows: np.ndarray, mask: np.ndarray) -> None:
+    """In place ``z[mask] += rows`` broadcast over the batch: ``z`` (B, H, W) and ``rows`` (H, W)
+    float64 (complex arrays through their float64 views), ``mask`` (B, H) bool."""
+    _compiled_add_rows(z, np.ascontiguousarray(rows), np.ascontiguousarray(mask))
