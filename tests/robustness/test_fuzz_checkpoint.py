@@ -1,0 +1,126 @@
+"""Property-based damage to checkpoints: only one-line errors (exit 2), never a crash, a hang, or a
+model with other weights loaded silently (the tensor checksum sees edited bytes)."""
+
+import shutil
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pspike_neuro.errors import UserError
+from pspike_neuro.export.checkpoint import load_checkpoint, state_digest
+
+from .conftest import Watchdog, assert_one_line_error, run_cli
+
+FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _state_equal(a, b) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@FUZZ
+@given(data=st.data())
+def test_truncated_and_bit_flipped_checkpoints(small_checkpoint, tmp_path, data):
+    raw = bytearray(small_checkpoint.path.read_bytes())
+    if data.draw(st.booleans()):
+        raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
+    else:
+        for _ in range(data.draw(st.integers(1, 16))):
+            raw[data.draw(st.integers(0, len(raw) - 1))] ^= 1 << data.draw(st.integers(0, 7))
+    path = tmp_path / "fuzz.pt"
+    path.write_bytes(bytes(raw))
+    with Watchdog():
+        try:
+            ckpt = load_checkpoint(path)
+        except UserError as exc:
+            assert "\n" not in str(exc) and str(exc).startswith("checkpoint ")
+            return
+    # read back: the flips hit bytes without content, so the model is exactly the original
+    assert _state_equal(ckpt.model.state_dict(), small_checkpoint.model.state_dict())
+
+
+def _resave(src, dst, mutate, rehash=True):
+    payload = torch.load(src, weights_only=True)
+    mutate(payload)
+    if rehash and isinstance(payload.get("state_dict"), dict) and \
+            all(isinstance(v, torch.Tensor) for v in payload["state_dict"].values()):
+        payload["state_sha256"] = state_digest(payload["state_dict"])  # so the specific check speaks
+    torch.save(payload, dst)
+
+
+def _poke(name, value):
+    def mutate(p):
+        t = p["state_dict"][name].clone()
+        t.view(-1)[0] = value
+        p["state_dict"][name] = t
+    return mutate
+
+
+MUTATIONS = {
+    "float64 tensor": (lambda p: p["state_dict"].__setitem__("readout.weight", p["state_dict"]["readout.weight"].double()),
+                       "dtype float64, the model needs float32"),
+    "integer tensor": (lambda p: p["state_dict"].__setitem__("readout.weight", torch.zeros(10, 8, dtype=torch.int64)),
+                       "dtype int64, the model needs float32"),
+    "transposed tensor": (lambda p: p["state_dict"].__setitem__("readout.weight", p["state_dict"]["readout.weight"].T),
+                          r"shape \(8, 10\)"),
+    "scalar for a tensor": (lambda p: p["state_dict"].__setitem__("readout.bias", torch.tensor(1.0)), "shape"),
+    "NaN weight": (_poke("blocks.0.mixer.weight", float("nan")), "NaN or infinite"),
+    "infinite weight": (_poke("blocks.1.a_in", float("inf")), "NaN or infinite"),
+    "missing tensor": (lambda p: p["state_dict"].pop("encoder.weight"), "missing tensor"),
+    "extra tensor": (lambda p: p["state_dict"].__setitem__("blocks.9.x", torch.zeros(1)), "unexpected tensor"),
+    "state dict not a mapping": (lambda p: p.__setitem__("state_dict", [1, 2]), "not a mapping of tensors"),
+    "tensor replaced by a number": (lambda p: p["state_dict"].__setitem__("readout.bias", 3), "not a mapping of tensors"),
+    "unknown model type": (lambda p: p.__setitem__("model_type", "transformer"), "unknown model_type"),
+    "config not a mapping": (lambda p: p.__setitem__("model_config", "big"), "model_config is not a mapping"),
+    "config size as string": (lambda p: p["model_config"].__setitem__("d_model", "8"), "d_model must be an integer"),
+    "config size huge": (lambda p: p["model_config"].__setitem__("d_model", 10**9), "d_model must be an integer"),
+    "config size zero": (lambda p: p["model_config"].__setitem__("n_layers", 0), "n_layers"),
+    "config unknown field": (lambda p: p["model_config"].__setitem__("colour", "red"), "unknown field"),
+    "config bad choice": (lambda p: p["model_config"].__setitem__("phi", "tanh"), "phi"),
+    "version as string": (lambda p: p.__setitem__("format_version", "1"), "invalid format_version"),
+    "version zero": (lambda p: p.__setitem__("format_version", 0), "invalid format_version"),
+    "not a dict": (lambda p: (p.clear(), p.__setitem__("format", None))[0], "not a pspike-neuro checkpoint"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MUTATIONS))
+def test_damaged_payloads_are_named(small_checkpoint, tmp_path, name):
+    mutate, message = MUTATIONS[name]
+    path = tmp_path / "mut.pt"
+    _resave(small_checkpoint.path, path, mutate)
+    with Watchdog(), pytest.raises(UserError, match=message) as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value)
+
+
+def test_edited_weights_fail_the_checksum(small_checkpoint, tmp_path):
+    path = tmp_path / "edited.pt"
+    _resave(small_checkpoint.path, path, _poke("readout.bias", 0.125), rehash=False)
+    with pytest.raises(UserError, match="tensor checksum mismatch"):
+        load_checkpoint(path)
+
+
+def test_checkpoints_without_a_checksum_still_load(small_checkpoint, tmp_path):
+    path = tmp_path / "old.pt"
+    _resave(small_checkpoint.path, path, lambda p: p.pop("state_sha256"), rehash=False)
+    assert _state_equal(load_checkpoint(path).model.state_dict(), small_checkpoint.model.state_dict())
+
+
+@pytest.mark.parametrize("name", ["NaN weight", "config size huge"])
+def test_cli_gives_one_line_and_exit_2(small_checkpoint, tmp_path, name):
+    path = tmp_path / "mut.pt"
+    _resave(small_checkpoint.path, path, MUTATIONS[name][0])
+    out_net = tmp_path / "out.net"
+    code, out, err = run_cli("export", path, "-o", out_net)
+    assert code == 2 and not out_net.exists()
+    assert_one_line_error(err, "export")
+
+
+def test_a_directory_or_a_netlist_given_as_checkpoint(small_checkpoint, robust_net, tmp_path):
+    shutil.copyfile(robust_net, tmp_path / "model.pt")
+    for path, message in ((tmp_path, "is a directory"), (tmp_path / "model.pt", "not a pspike-neuro checkpoint")):
+        with pytest.raises(UserError, match=message):
+            load_checkpoint(path)
