@@ -13,12 +13,16 @@ never runs code)::
     state_dict      parameter and buffer tensors
     state_sha256    digest of the state dict (names, dtypes, shapes, bytes); a file whose tensors
                     changed after it was written is refused (files without it are read unchecked)
+    config_sha256   digest of model_config (canonical JSON); a config edited after the file was
+                    written (a flag such as ``residual`` changes the network, not its tensors) is
+                    refused the same way
     metrics         training and evaluation results
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +63,10 @@ def state_digest(state: dict) -> str:
     return digest.hexdigest()
 
 
+def config_digest(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=repr).encode()).hexdigest()
+
+
 def save_checkpoint(path, model: PSpikeSSM | SNN, *, task: str, task_options: dict | None = None,
                     train_config: dict | None = None, metrics: dict | None = None) -> None:
     payload = {
@@ -74,6 +82,7 @@ def save_checkpoint(path, model: PSpikeSSM | SNN, *, task: str, task_options: di
         "metrics": dict(metrics or {}),
     }
     payload["state_sha256"] = state_digest(payload["state_dict"])
+    payload["config_sha256"] = config_digest(payload["model_config"])
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -153,6 +162,15 @@ def load_checkpoint(path, device: str = "cpu") -> Checkpoint:
     if stored is not None and stored != state_digest(payload["state_dict"]):
         raise UserError(f"checkpoint {path}: tensor checksum mismatch (the weights changed after the file was "
                         "written: a corrupt or edited file)")
+    stored = payload.get("config_sha256")
+    if stored is not None and stored != config_digest(payload["model_config"]):
+        raise UserError(f"checkpoint {path}: model_config checksum mismatch (the configuration changed after the "
+                        "file was written: a corrupt or edited file)")
+    for key, kind in (("task", str), ("task_options", dict), ("train_config", dict), ("metrics", dict),
+                      ("package_version", str)):
+        if payload.get(key) is not None and not isinstance(payload[key], kind):
+            raise UserError(f"checkpoint {path}: {key} must be a {'string' if kind is str else 'mapping'}, "
+                            f"got {type(payload[key]).__name__}")
     model.load_state_dict(payload["state_dict"])
     model.to(device).eval()
     return Checkpoint(

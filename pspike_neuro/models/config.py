@@ -23,6 +23,21 @@ def check_sizes(cfg, limits: dict) -> None:
             raise UserError(f"model config: {name} must be an integer in [1, {limit}], got {value!r}")
 
 
+def check_types(cfg, reals=(), flags=()) -> None:
+    """Reals must be finite numbers and flags true booleans: a flag read as ``bool("no")`` or a
+    NaN in someone else's file would build a different network without a word."""
+    import math
+
+    for name in reals:
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise UserError(f"model config: {name} must be a finite number, got {value!r}")
+    for name in flags:
+        value = getattr(cfg, name)
+        if not isinstance(value, bool):
+            raise UserError(f"model config: {name} must be true or false, got {value!r}")
+
+
 @dataclass
 class ModelConfig:
     """Every knob of a P-SpikeSSM network (DESIGN §4)."""
@@ -66,6 +81,11 @@ class ModelConfig:
         choose("sampler", self.sampler, SAMPLERS)
         check_sizes(self, {"d_input": 1 << 20, "n_classes": 1 << 16, "d_model": 1 << 14, "n_layers": 256,
                            "d_state": 1 << 12})
+        check_types(self, reals=("dt_min", "dt_max", "dropout", "lif_beta", "lif_threshold"),
+                    flags=("share_ab", "prenorm", "residual", "bidirectional"))
+        if not 0.0 <= self.lif_beta <= 1.0 or self.lif_threshold <= 0:
+            raise UserError(f"model config: need 0 <= lif_beta <= 1 and lif_threshold > 0, got "
+                            f"{self.lif_beta}, {self.lif_threshold}")
         if self.d_state < 2 or self.d_state % 2:
             raise UserError(f"model config: d_state must be an even integer >= 2, got {self.d_state}")
         if not 0 < self.dt_min <= self.dt_max:

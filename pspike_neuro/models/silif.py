@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from .config import check_sizes
+from .config import check_sizes, check_types
 from .sampler import boxcar_spike
 
 SNN_KINDS = ("silif", "csilif")
@@ -64,6 +64,7 @@ class SNNConfig:
         if self.kind not in SNN_KINDS:
             raise UserError(f"model config: kind={self.kind!r} is not one of {', '.join(SNN_KINDS)}")
         check_sizes(self, {"d_input": 1 << 20, "n_classes": 1 << 16, "d_hidden": 1 << 16, "n_layers": 256})
+        check_types(self, reals=("dropout", "dt_init", "dt_min", "dt_max"))
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"model config: dropout must be in [0, 1), got {self.dropout}")
         if not (self.dt_init > 0 and 0 < self.dt_min <= self.dt_max):

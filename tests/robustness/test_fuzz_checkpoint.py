@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pspike_neuro.errors import UserError
-from pspike_neuro.export.checkpoint import load_checkpoint, state_digest
+from pspike_neuro.export.checkpoint import config_digest, load_checkpoint, save_checkpoint, state_digest
+from pspike_neuro.models import SNN, SNNConfig
 
 from .conftest import Watchdog, assert_one_line_error, run_cli
 
@@ -48,7 +49,78 @@ def _resave(src, dst, mutate, rehash=True):
     if rehash and isinstance(payload.get("state_dict"), dict) and \
             all(isinstance(v, torch.Tensor) for v in payload["state_dict"].values()):
         payload["state_sha256"] = state_digest(payload["state_dict"])  # so the specific check speaks
+    if rehash and isinstance(payload.get("model_config"), dict):
+        payload["config_sha256"] = config_digest(payload["model_config"])
     torch.save(payload, dst)
+    return payload
+
+
+@pytest.fixture(scope="module")
+def snn_checkpoint(tmp_path_factory):
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("snn") / "snn.pt"
+    save_checkpoint(path, SNN(SNNConfig(kind="csilif", d_input=32, d_hidden=4)).eval(), task="sdigits-spikes")
+    return load_checkpoint(path)
+
+
+#: values no field of a checkpoint should be able to smuggle in
+JUNK = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**63), st.floats(allow_nan=True, allow_infinity=True),
+                 st.text(max_size=6), st.lists(st.integers(0, 3), max_size=2), st.dictionaries(st.text(max_size=2),
+                                                                                                st.integers(), max_size=1))
+
+
+def _junk_tensor(ref: torch.Tensor, data) -> torch.Tensor:
+    kind = data.draw(st.sampled_from(["dtype", "shape", "scalar", "nonfinite", "empty"]))
+    if kind == "dtype":
+        return ref.to(data.draw(st.sampled_from([torch.float64, torch.float16, torch.int32, torch.int64, torch.bool,
+                                                 torch.complex64])))
+    if kind == "shape":
+        return torch.zeros(*ref.shape, data.draw(st.integers(1, 3)), dtype=ref.dtype)
+    if kind == "scalar":
+        return torch.tensor(1, dtype=ref.dtype)
+    if kind == "empty":
+        return torch.zeros(0, dtype=ref.dtype)
+    bad = ref.clone().float() if not ref.is_floating_point() else ref.clone()
+    bad.view(-1)[data.draw(st.integers(0, max(0, bad.numel() - 1)))] = data.draw(
+        st.sampled_from([float("nan"), float("inf"), -float("inf")]))
+    return bad.to(ref.dtype) if ref.is_floating_point() else bad
+
+
+@settings(FUZZ, max_examples=60)
+@given(data=st.data())
+def test_edited_fields_and_tensors_are_refused_or_read_exactly(small_checkpoint, snn_checkpoint, tmp_path, data):
+    """Any field of the payload, any config entry or any tensor replaced by junk (with or without the
+    checksums recomputed): refused in one line, or read back as exactly what the file says."""
+    source = data.draw(st.sampled_from([small_checkpoint, snn_checkpoint]))
+    original = torch.load(source.path, weights_only=True)
+    where = data.draw(st.sampled_from(["config", "payload", "tensor", "drop"]))
+
+    def mutate(p):
+        if where == "config":
+            p["model_config"][data.draw(st.sampled_from(sorted(p["model_config"])))] = data.draw(JUNK)
+        elif where == "payload":
+            p[data.draw(st.sampled_from(sorted(p)))] = data.draw(JUNK)
+        elif where == "tensor":
+            name = data.draw(st.sampled_from(sorted(p["state_dict"])))
+            p["state_dict"][name] = _junk_tensor(p["state_dict"][name], data)
+        else:
+            p.pop(data.draw(st.sampled_from(sorted(p))))
+
+    rehash = data.draw(st.booleans())
+    path = tmp_path / "edit.pt"
+    written = _resave(source.path, path, mutate, rehash=rehash)
+    with Watchdog():
+        try:
+            ckpt = load_checkpoint(path)
+        except UserError as exc:
+            assert "\n" not in str(exc) and str(exc).startswith(f"checkpoint {path}: ")
+            return
+    # read: the model is what the file holds, and without recomputed checksums nothing changed
+    assert _state_equal(ckpt.model.state_dict(), written["state_dict"])
+    assert ckpt.config.to_dict() == written["model_config"]
+    if not rehash:
+        assert _state_equal(written["state_dict"], original["state_dict"])
+        assert written["model_config"] == original["model_config"]
 
 
 def _poke(name, value):
@@ -79,6 +151,10 @@ MUTATIONS = {
     "config size huge": (lambda p: p["model_config"].__setitem__("d_model", 10**9), "d_model must be an integer"),
     "config size zero": (lambda p: p["model_config"].__setitem__("n_layers", 0), "n_layers"),
     "config unknown field": (lambda p: p["model_config"].__setitem__("colour", "red"), "unknown field"),
+    "config flag as string": (lambda p: p["model_config"].__setitem__("residual", "no"), "residual must be true or false"),
+    "config NaN real": (lambda p: p["model_config"].__setitem__("dt_max", float("nan")), "dt_max must be a finite"),
+    "config LIF decay above 1": (lambda p: p["model_config"].__setitem__("lif_beta", 1.5), "lif_beta"),
+    "task options not a mapping": (lambda p: p.__setitem__("task_options", [1, 2]), "task_options must be a mapping"),
     "config bad choice": (lambda p: p["model_config"].__setitem__("phi", "tanh"), "phi"),
     "version as string": (lambda p: p.__setitem__("format_version", "1"), "invalid format_version"),
     "version zero": (lambda p: p.__setitem__("format_version", 0), "invalid format_version"),
@@ -103,9 +179,17 @@ def test_edited_weights_fail_the_checksum(small_checkpoint, tmp_path):
         load_checkpoint(path)
 
 
+def test_edited_config_fails_the_checksum(small_checkpoint, tmp_path):
+    """``residual`` changes the network but no tensor: only the config checksum can see the edit."""
+    path = tmp_path / "edited.pt"
+    _resave(small_checkpoint.path, path, lambda p: p["model_config"].__setitem__("residual", False), rehash=False)
+    with pytest.raises(UserError, match="model_config checksum mismatch"):
+        load_checkpoint(path)
+
+
 def test_checkpoints_without_a_checksum_still_load(small_checkpoint, tmp_path):
     path = tmp_path / "old.pt"
-    _resave(small_checkpoint.path, path, lambda p: p.pop("state_sha256"), rehash=False)
+    _resave(small_checkpoint.path, path, lambda p: (p.pop("state_sha256"), p.pop("config_sha256")), rehash=False)
     assert _state_equal(load_checkpoint(path).model.state_dict(), small_checkpoint.model.state_dict())
 
 
