@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import hashlib
+import json
 
 import networkx as nx
 import numpy as np
@@ -132,9 +133,11 @@ class Netlist:
         return out
 
     def content_sha256(self) -> str:
-        """Digest of every node field, float parameter and edge (the file stores it; the reader
-        recomputes it, so a changed byte that still parses is caught)."""
+        """Digest of the metadata, every node field, float parameter and edge (the file stores it;
+        the reader recomputes it, so a changed byte that still parses is caught)."""
         digest = hashlib.sha256()
+        meta = {k: v for k, v in self.meta.items() if k != "content_sha256"}
+        digest.update(json.dumps(meta, sort_keys=True, default=str).encode())
         for name in sorted(self.nodes):
             node = self.nodes[name]
             digest.update(f"{name}:{node.type_name()}".encode())
