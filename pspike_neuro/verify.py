@@ -129,10 +129,11 @@ def compare(ckpt: Checkpoint, netlist: Netlist, *, backend: str, samples: int | 
     if backend == "lava" and samples is None:
         samples = 8
     task = netlist.meta["task"]
-    _, x0, labels, lengths = load_inputs(netlist, task, samples)
+    data_dir = ckpt.task_options.get("data_dir")  # where export found a real dataset (shd, smnist)
+    _, x0, labels, lengths = load_inputs(netlist, task, samples, data_dir)
     from .data import load_task
 
-    x = load_task(task).test.x[: len(labels)]
+    x = load_task(task, data_dir=data_dir).test.x[: len(labels)]
     first = int(netlist.meta["seed"]) if seed is None else seed
     prob_bits = int(netlist.nodes["neuron0"].values.get("prob_bits", 16))
     valid = np.ones(x0.shape[:2], bool) if lengths is None else np.arange(x0.shape[1])[None] < lengths[:, None]

@@ -77,7 +77,10 @@ def test_initializations_follow_the_authors():
     assert 0.36 < float(alpha.min()) and float(alpha.max()) < 0.97     # tau_u in [4, 100] ms
     assert 0.95 < float(beta.min()) and float(beta.max()) < 0.991      # tau_w in [100, 400] ms
     assert float(a.min()) >= 0 and float(a.max()) <= 1 and float(b.max()) <= 2
+    bound = math.sqrt(6 / (4 + 256))                                     # xavier_uniform_, as the authors
+    assert 0.9 * bound < float(silif.linear.weight.abs().max()) <= bound
     c = CSiLIFLayer(4, 256, SNNConfig(kind="csilif"))
+    assert float(c.linear.weight.abs().max()) > 0.45                     # torch's default, U(+-1/sqrt(4))
     assert torch.allclose(c.theta_re.exp(), torch.tensor(0.5)) and torch.allclose(c.theta_im, torch.tensor(math.pi))
     dt = c.log_dt.exp()
     assert 0.01 <= float(dt.min()) and float(dt.max()) <= 0.5

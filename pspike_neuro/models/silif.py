@@ -90,6 +90,7 @@ class SiLIFLayer(nn.Module):
     def __init__(self, n_in: int, n_out: int, cfg: SNNConfig):
         super().__init__()
         self.linear = nn.Linear(n_in, n_out, bias=False)
+        nn.init.xavier_uniform_(self.linear.weight)  # the authors' SiLIF init (C-SiLIF keeps torch's default)
         self.norm = nn.BatchNorm1d(n_out, momentum=0.05)
         self.log_dt = nn.Parameter(torch.full((n_out,), math.log(cfg.dt_init)))
         self.theta_alpha = nn.Parameter(torch.empty(n_out).uniform_(math.log(10.0), math.log(250.0)))
