@@ -64,6 +64,40 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+@contextlib.contextmanager
+def atomic_paths(*paths: str | os.PathLike) -> Iterator[list[Path]]:
+    """Like :func:`atomic_path` for files that belong together (``activity.npz`` and its
+    ``summary.json``; ``model.pt`` and its ``metrics.json``): one temporary path per target, each
+    written completely before any is published.
+
+    The last path is the set's marker: it is removed before the others are renamed into place and
+    renamed last, so a kill at any moment leaves the previous set, or a set without its marker,
+    never a marker beside files of another run.
+    """
+    targets = [Path(p) for p in paths]
+    tmps: list[str] = []
+    try:
+        for target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale(target.parent, f".{target.name}.", ".tmp")
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}-", suffix=".tmp", dir=target.parent)
+            os.close(fd)
+            tmps.append(tmp)
+        yield [Path(t) for t in tmps]
+        for tmp in tmps:
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        if len(targets) > 1:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(targets[-1])
+        for tmp, target in zip(tmps, targets):
+            os.replace(tmp, target)
+    finally:
+        for tmp in tmps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
 def write_atomic(path: str | os.PathLike, writer: Callable[[Path], None]) -> None:
     with atomic_path(path) as tmp:
         writer(tmp)

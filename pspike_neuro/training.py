@@ -9,6 +9,7 @@ the mean (and spread) over seeds.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -21,8 +22,8 @@ from tqdm.auto import tqdm
 
 from .data.dataset import SeqDataset, TaskData
 from .errors import UserError
-from .export.checkpoint import save_checkpoint
-from .fileio import write_json_atomic
+from .export.checkpoint import checkpoint_payload
+from .fileio import atomic_paths
 from .models import SNN, ModelConfig, PSpikeSSM, SNNConfig
 
 
@@ -202,9 +203,12 @@ def train(task: TaskData, model_cfg: ModelConfig | SNNConfig, cfg: TrainConfig, 
         "history": history,
     }
     model.cpu()
-    save_checkpoint(out_dir / "model.pt", model, task=task.name, task_options=task_options,
-                    train_config=cfg.to_dict(), metrics=metrics)
-    write_json_atomic(out_dir / "metrics.json", metrics)
+    # published together, metrics.json last: a run killed while saving never leaves its model
+    # beside the metrics of the previous run
+    with atomic_paths(out_dir / "model.pt", out_dir / "metrics.json") as (ckpt_tmp, metrics_tmp):
+        torch.save(checkpoint_payload(model, task=task.name, task_options=task_options,
+                                      train_config=cfg.to_dict(), metrics=metrics), ckpt_tmp)
+        metrics_tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     how = ("deterministic inference" if isinstance(model, SNN)
            else f"stochastic inference, {len(seeds)} seeds")
     log(f"{task.name}: test accuracy {100 * result['accuracy']:.2f}% ± {100 * result['accuracy_std']:.2f} "

@@ -69,6 +69,15 @@ def config_digest(config: dict) -> str:
 
 def save_checkpoint(path, model: PSpikeSSM | SNN, *, task: str, task_options: dict | None = None,
                     train_config: dict | None = None, metrics: dict | None = None) -> None:
+    payload = checkpoint_payload(model, task=task, task_options=task_options, train_config=train_config,
+                                 metrics=metrics)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def checkpoint_payload(model: PSpikeSSM | SNN, *, task: str, task_options: dict | None = None,
+                       train_config: dict | None = None, metrics: dict | None = None) -> dict:
+    """What :func:`save_checkpoint` writes (for writers that publish it with other files)."""
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -83,8 +92,7 @@ def save_checkpoint(path, model: PSpikeSSM | SNN, *, task: str, task_options: di
     }
     payload["state_sha256"] = state_digest(payload["state_dict"])
     payload["config_sha256"] = config_digest(payload["model_config"])
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    return payload
 
 
 def _read_payload(path: Path) -> dict:

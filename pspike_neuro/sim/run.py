@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from ..data import load_task
 from ..errors import UserError
 from ..export.build import as_layers, encode_inputs
 from ..export.netlist import Netlist
-from ..fileio import atomic_path, write_json_atomic
+from ..fileio import atomic_paths
 from .reference import ReferenceResult, simulate
 
 BACKENDS = ("reference", "lava")
@@ -92,16 +93,18 @@ def summarize(result: ReferenceResult, labels, lengths, seq_len: int, wall_s: fl
 
 
 def write_activity(out_dir: Path, result: ReferenceResult, summary: dict) -> None:
-    """``activity.npz`` (spikes per layer, predictions, logits) and ``summary.json``, each atomic."""
+    """``activity.npz`` (spikes per layer, predictions, logits) and ``summary.json``, atomic together."""
     out_dir.mkdir(parents=True, exist_ok=True)
     arrays = {"predictions": result.predictions, "logits": result.logits}
     for l, (s_in, s_out) in enumerate(zip(result.spikes_in, result.spikes_out)):
         arrays[f"layer{l}_input_spikes"] = s_in
         arrays[f"layer{l}_output_spikes"] = s_out
-    with atomic_path(out_dir / "activity.npz") as tmp:
-        with open(tmp, "wb") as fh:
+    # published together, summary.json last: a killed run never leaves one run's summary beside
+    # another run's spikes
+    with atomic_paths(out_dir / "activity.npz", out_dir / "summary.json") as (npz_tmp, json_tmp):
+        with open(npz_tmp, "wb") as fh:
             np.savez_compressed(fh, **arrays)
-    write_json_atomic(out_dir / "summary.json", summary)
+        json_tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
 
 def simulate_command(netlist: Netlist, *, backend: str, task: str | None, samples: int | None, seed: int | None,
