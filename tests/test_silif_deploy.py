@@ -110,6 +110,20 @@ def test_lava_fixed_point_is_bit_identical_to_the_reference(trained_snns, kind, 
     assert sum(x["output_spikes"] for x in ref["layers"]) > 0
 
 
+def test_lava_runs_samples_back_to_back_without_crosstalk(trained_snns):
+    """Samples share a network (states reset where each process's view of a sample begins); split
+    over networks of 2, 3 samples give the reference's integers."""
+    from pspike_neuro.sim.lava_snn import run_lava_snn
+
+    net = read_netlist(trained_snns["csilif"][1])
+    x = load_task("sdigits-spikes").test.x[:3].numpy()
+    ref, lava = simulate_snn(net, x), run_lava_snn(net, x, samples_per_network=2)
+    np.testing.assert_array_equal(lava.residual_out, ref.residual_out)   # readout potentials
+    for l in range(2):
+        np.testing.assert_array_equal(lava.spikes_out[l], ref.spikes_out[l])
+    assert ref.spikes_out[1].any()
+
+
 @pytest.mark.parametrize("kind", ["silif", "csilif"])
 def test_lava_floating_point_follows_the_float_model(trained_snns, kind):
     from pspike_neuro.sim.lava_snn import run_lava_snn

@@ -3,7 +3,9 @@
     SpikeSource ─► Dense (synapse0) ─► SNNNeuron_0 ─► Dense (synapse1) ─► ... ─► Dense (readout) ─► LeakyReadout
 
 Binary spikes travel through ``lava.proc.dense.Dense`` (``num_message_bits = 0``); each Dense adds a
-step of latency. One network per sample, stopped whatever happens; processes save what they
+step of latency. Up to ``SAMPLES_PER_NETWORK`` samples share one network and run back to back,
+``length`` Lava steps each (every process resets its state where its view of a sample begins), plus
+``latency_steps`` at the end; the network is stopped whatever happens; processes save what they
 recorded at the last step, and the host decodes the readout potentials as the reference does.
 """
 
@@ -22,6 +24,7 @@ from .reference import ReferenceResult
 from .snn_reference import decode_scores
 
 TAGS = ("fixed_pt", "floating_pt")
+SAMPLES_PER_NETWORK = 64
 
 
 def _dense(syn, tag: str):
@@ -36,10 +39,10 @@ def _dense(syn, tag: str):
 def _build(netlist: Netlist, spikes: np.ndarray, tag: str, record_dir: Path):
     from .lava.snn_processes import LeakyReadoutProcess, SNNNeuron, SpikeSource
 
-    length = spikes.shape[0]
+    n_samples, length = spikes.shape[:2]
     layers = netlist.snn_layers()
-    num_steps = length + len(layers) + 1
-    run = dict(length=length, num_steps=num_steps)
+    num_steps = n_samples * length + len(layers) + 1
+    run = dict(length=length, n_samples=n_samples, num_steps=num_steps)
     source = SpikeSource(data=spikes.astype(np.int64), **run)
     port = source.s_out
     for l, layer in enumerate(layers):
@@ -70,8 +73,11 @@ def _stop(source, started: bool) -> None:
         pass
 
 
-def run_lava_snn(netlist: Netlist, spikes: np.ndarray, tag: str = "fixed_pt", progress=None) -> ReferenceResult:
-    """Simulate input spike trains (B, T, d_input) in Lava; returns what the reference returns."""
+def run_lava_snn(netlist: Netlist, spikes: np.ndarray, tag: str = "fixed_pt", progress=None,
+                 samples_per_network: int = SAMPLES_PER_NETWORK) -> ReferenceResult:
+    """Simulate input spike trains (B, T, d_input) in Lava; returns what the reference returns.
+
+    ``progress(n)`` is called after each network with its number of samples."""
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
 
@@ -81,25 +87,29 @@ def run_lava_snn(netlist: Netlist, spikes: np.ndarray, tag: str = "fixed_pt", pr
         from .lava_backend import check_int32_sums
 
         check_int32_sums(netlist)
+    if samples_per_network < 1:
+        raise UserError(f"samples_per_network must be at least 1, got {samples_per_network}")
     n_layers = len(netlist.snn_layers())
-    per_sample = []
+    per_network = []
     saturation: dict[str, int] = {}
-    for b in range(spikes.shape[0]):
+    for lo in range(0, spikes.shape[0], samples_per_network):
+        hi = min(spikes.shape[0], lo + samples_per_network)
+        which = f"sample {lo}" if hi - lo == 1 else f"samples {lo}..{hi - 1}"
         with tempfile.TemporaryDirectory(prefix="pspike-lava-snn-") as tmp:
             record_dir = Path(tmp)
-            source, num_steps = _build(netlist, np.asarray(spikes[b]) != 0, tag, record_dir)
+            source, num_steps = _build(netlist, np.asarray(spikes[lo:hi]) != 0, tag, record_dir)
             started = False
             try:
                 source.run(condition=RunSteps(num_steps=num_steps), run_cfg=Loihi2SimCfg(select_tag=tag))
                 started = True
             except Exception as exc:  # Lava wraps model exceptions in RuntimeError
                 reason = " ".join(str(exc).split())[:200]
-                raise UserError(f"Lava simulation of sample {b} failed: {reason}") from None
+                raise UserError(f"Lava simulation of {which} failed: {reason}") from None
             finally:
                 _stop(source, started)
             errors = sorted(record_dir.glob("*.error"))
             if errors:
-                raise UserError(f"Lava simulation of sample {b} failed in {errors[0].name.split('.')[0]}: "
+                raise UserError(f"Lava simulation of {which} failed in {errors[0].name.split('.')[0]}: "
                                 f"{errors[0].read_text().strip()[:200]}")
             rec = {name: dict(np.load(record_dir / f"{name}.npz"))
                    for name in [f"neuron{l}" for l in range(n_layers)] + ["readout"]}
@@ -107,16 +117,16 @@ def run_lava_snn(netlist: Netlist, spikes: np.ndarray, tag: str = "fixed_pt", pr
                 for key, count in values.items():
                     if key.startswith("sat:"):
                         saturation[key[4:]] = saturation.get(key[4:], 0) + int(count)
-            per_sample.append(rec)
+            per_network.append(rec)
         if progress is not None:
-            progress(1)
-    potentials = np.stack([s["readout"]["r"] for s in per_sample])
+            progress(hi - lo)
+    potentials = np.concatenate([s["readout"]["r"] for s in per_network])
     frac_bits = netlist.nodes["readout"].state_frac_bits if tag == "fixed_pt" else 0
     logits = decode_scores(potentials, frac_bits)
     result = ReferenceResult(logits=logits, predictions=logits.argmax(-1), saturation=saturation)
     x = np.asarray(spikes) != 0
     for l in range(n_layers):
-        out = np.stack([s[f"neuron{l}"]["s"] for s in per_sample])
+        out = np.concatenate([s[f"neuron{l}"]["s"] for s in per_network])
         result.spikes_in.append(x)
         result.spikes_out.append(out)
         x = out

@@ -2,6 +2,11 @@
 functions of ``pspike_neuro.sim.snn_reference``; ``floating_pt`` models run the folded float
 network (the checkpoint's float model with BatchNorm and dt folded). Like the P-SpikeSSM models,
 they never raise: an error is written next to the recordings and reported by the builder.
+
+Several samples run back to back in one network, ``length`` Lava steps each: a process's view of
+sample ``i`` starts ``offset`` steps after the source sent that sample's first row (one step per
+Dense synapse), and the process resets its state there. Nothing crosses from one sample to the
+next: every process sends zeros outside its samples and a Dense synapse holds only one step.
 """
 
 import numpy as np
@@ -24,6 +29,7 @@ class _Recorder(PyLoihiProcessModel):
         super().__init__(proc_params)
         self.p = proc_params
         self.length = proc_params["length"]
+        self.n_samples = proc_params["n_samples"]
         self.offset = 2 + proc_params["layer"]
         self.records: dict = {}
         self.sat = SaturationCounter()
@@ -39,13 +45,17 @@ class _Recorder(PyLoihiProcessModel):
             self.failed = True
             return fallback
 
-    def model_time(self) -> int:
-        return self.time_step - self.offset
+    def model_time(self):
+        """``(sample, t)`` this step handles, or None outside every sample."""
+        g = self.time_step - self.offset
+        if g < 0 or g >= self.n_samples * self.length:
+            return None
+        return divmod(g, self.length)
 
-    def record(self, name, t, value):
+    def record(self, name, where, value):
         if name not in self.records:
-            self.records[name] = np.zeros((self.length,) + np.shape(value), np.asarray(value).dtype)
-        self.records[name][t] = value
+            self.records[name] = np.zeros((self.n_samples, self.length) + np.shape(value), np.asarray(value).dtype)
+        self.records[name][where] = value
 
     def finish_if_last(self):
         if self.time_step == self.p["num_steps"] and self.p.get("record_path"):
@@ -60,9 +70,9 @@ class SpikeSourceModel(PyLoihiProcessModel):
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64, precision=1)
 
     def run_spk(self):
-        data = self.proc_params["data"]
-        k = self.time_step - 1
-        row = data[k] if k < data.shape[0] else np.zeros(data.shape[1], data.dtype)
+        data = self.proc_params["data"]                    # (samples, length, n)
+        sample, t = divmod(self.time_step - 1, data.shape[1])
+        row = data[sample, t] if sample < data.shape[0] else np.zeros(data.shape[2], data.dtype)
         self.s_out.send(row.astype(np.int64))
 
 
@@ -84,11 +94,13 @@ class _NeuronModel(_Recorder):
 
     def run_spk(self):
         current = self.a_in.recv()
-        t = self.model_time()
+        where = self.model_time()
         s = np.zeros(self.n, np.int64)
-        if 0 <= t < self.length:
+        if where is not None:
+            if where[1] == 0:
+                self.guarded(self.reset, None)         # a new sample: zero states
             s = self.guarded(self.step, s, current)
-            self.record("s", t, s.astype(bool))
+            self.record("s", where, s.astype(bool))
         self.s_out.send(s)
         self.finish_if_last()
 
@@ -102,6 +114,9 @@ class SNNNeuronFixed(_NeuronModel):
 
     def setup(self):
         self.params = SNNParams(self.p["params"], self.p["kind"] == "csilif")
+        self.reset()
+
+    def reset(self):
         self.x = np.zeros(self.n, np.int64)
         self.y = np.zeros(self.n, np.int64)
         self.s = np.zeros(self.n, np.int64)
@@ -122,6 +137,9 @@ class SNNNeuronFloat(_NeuronModel):
 
     def setup(self):
         self.f = self.p["floats"]
+        self.reset()
+
+    def reset(self):
         self.u = np.zeros(self.n, complex if self.p["kind"] == "csilif" else float)
         self.w = np.zeros(self.n)
         self.s = np.zeros(self.n)
@@ -149,10 +167,12 @@ class _ReadoutModel(_Recorder):
 
     def run_spk(self):
         current = self.a_in.recv()
-        t = self.model_time()
-        if 0 <= t < self.length:
+        where = self.model_time()
+        if where is not None:
+            if where[1] == 0:
+                self.r = np.zeros(self.n, self.dtype)  # a new sample
             self.r = self.guarded(self.step, self.r, current)
-            self.record("r", t, self.r)
+            self.record("r", where, self.r)
         self.finish_if_last()
 
 

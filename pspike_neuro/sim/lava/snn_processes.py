@@ -2,7 +2,8 @@
 
 Parameters arrive through ``proc_params`` as for the P-SpikeSSM processes: ``params`` (the netlist
 node's integer fields), ``floats`` (its folded float parameters), ``layer``, ``length`` (model
-steps), ``num_steps`` (Lava steps of the run) and ``record_path``.
+steps per sample), ``n_samples`` (samples run back to back), ``num_steps`` (Lava steps of the run)
+and ``record_path``.
 """
 
 from lava.magma.core.process.ports.ports import InPort, OutPort
@@ -10,7 +11,8 @@ from lava.magma.core.process.process import AbstractProcess
 
 
 class SpikeSource(AbstractProcess):
-    """Sends row ``k - 1`` of the binary ``data`` (length, n) at Lava step ``k`` (no spikes past its end)."""
+    """Sends the binary ``data`` (samples, length, n) one row per Lava step, the samples back to back
+    (row ``t`` of sample ``i`` at step ``i * length + t + 1``; no spikes past the end)."""
 
     def __init__(self, *, data, **run):
         super().__init__(data=data, **run)
@@ -18,8 +20,9 @@ class SpikeSource(AbstractProcess):
 
 
 class SNNNeuron(AbstractProcess):
-    """A SiLIF or C-SiLIF population. Layer ``l`` handles model time ``t = k - 2 - l`` at Lava step
-    ``k`` (one step of latency per Dense synapse)."""
+    """A SiLIF or C-SiLIF population. Layer ``l`` handles step ``g = k - 2 - l`` of the concatenated
+    samples at Lava step ``k`` (one step of latency per Dense synapse): sample ``g // length``, model
+    time ``g % length``, with zero states at model time 0."""
 
     def __init__(self, *, n, **params):
         super().__init__(n=n, **params)
