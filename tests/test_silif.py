@@ -205,5 +205,7 @@ def test_train_cli_builds_snn_models(tmp_path, capsys):
     assert "--d-state apply to P-SpikeSSM only" in capsys.readouterr().err
     assert main(["train", "--task", "sdigits", "--model", "lif", "--out", str(tmp_path)]) == 2
     assert "--model must be pspike, silif or csilif" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "model.pt"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["inference_seeds"] == [0]   # deterministic: one pass
     assert main(["eval", str(tmp_path / "model.pt"), "--fake-quant", "4"]) == 2
     assert "for P-SpikeSSM checkpoints" in capsys.readouterr().err
