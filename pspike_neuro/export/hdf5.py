@@ -117,13 +117,16 @@ def _no_links(path: Path, group, where: str) -> None:
             raise UserError(f"netlist {path}: {where}/{key} is a {type(link).__name__}; a netlist holds no links")
 
 
-def _expected_shape(fld, scalars: dict):
+def _expected_shape(fld, scalars: dict, declared: dict):
     shape = []
     for dim in fld.shape:
         base = dim[:-2] if dim.endswith("+1") else dim
         value = scalars.get(base)
         if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
             return None  # the node check names the bad scalar
+        size = declared.get(base)
+        if size is not None and size.lo is not None and size.hi is not None and not size.lo <= value <= size.hi:
+            return None  # out of its range: named by the node check, not as a wrong array shape
         shape.append(int(value) + (1 if dim.endswith("+1") else 0))
     return tuple(shape)
 
@@ -153,7 +156,7 @@ def _read_node(path: Path, name: str, g) -> object:
                 raise UserError(f"netlist {path}: node {name} ({type_name}): field {fld.name}: "
                                 f"dtype {data.dtype}, expected {fld.dtype}")
             values[fld.name] = _safe_read(path, f"node {name} ({type_name}): field {fld.name}", data,
-                                          _expected_shape(fld, values))
+                                          _expected_shape(fld, values, declared))
     values = {fld.name: values[fld.name] for fld in cls.FIELDS}
     extra = [k for k in list(g.keys()) + list(g.attrs.keys()) if k not in declared and k not in ("type", "float")]
     if extra:
