@@ -20,7 +20,7 @@ from ..quant.quantize import QuantConfig, calibrate, quantize_network
 from ..sim.reference import simulate
 from .checkpoint import Checkpoint
 from .netlist import FORMAT, FORMAT_VERSION, Edge, Netlist
-from .nodes import ClampFuse, DenseSynapse, GradedInput, ReadoutIntegrator, SparseSynapse, SSMNeuron
+from .nodes import ClampFuse, DenseSynapse, GradedInput, NodeError, ReadoutIntegrator, SparseSynapse, SSMNeuron
 
 
 def _encoder_floats(folded: FoldedNetwork) -> dict:
@@ -38,7 +38,18 @@ def _neuron_floats(blk: FoldedBlock) -> dict:
 
 
 def build_netlist(ckpt: Checkpoint, qc: QuantConfig, *, data_dir=None) -> tuple[Netlist, dict]:
-    """Quantize the checkpoint's model on calibration data from its task; return netlist and report."""
+    """Quantize the checkpoint's model on calibration data from its task; return netlist and report.
+
+    A trained value that lands outside a field's integer range (a weight so large that its shift
+    exceeds Lava's, say) is refused in one line naming the node and field."""
+    try:
+        return _build_netlist(ckpt, qc, data_dir=data_dir)
+    except NodeError as exc:
+        raise UserError(f"checkpoint {ckpt.path}: cannot be deployed: {exc} (a trained value too large or "
+                        "too small for the chip's fixed-point ranges)") from None
+
+
+def _build_netlist(ckpt: Checkpoint, qc: QuantConfig, *, data_dir=None) -> tuple[Netlist, dict]:
     if ckpt.model_type != "pspike":
         from .snn import build_snn_netlist
 

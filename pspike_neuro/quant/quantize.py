@@ -63,7 +63,9 @@ def frac_bits_for(max_abs: float, headroom_bits: int, lo: int = -8, hi: int = 23
 def _to_shift(mantissa: np.ndarray, exp: int) -> tuple[np.ndarray, int]:
     """Express ``mantissa * 2^exp`` as ``shr_trunc(m * x, shift)`` with ``shift >= 0``."""
     if exp >= 0:
-        return mantissa.astype(np.int64) << exp, 0
+        # beyond 2^40 no mantissa fits 24 bits anyway; capping keeps int64 from wrapping (a shift by
+        # 64 or more gives 0 in numpy), so the node's range check sees the overflow and names it
+        return mantissa.astype(np.int64) << min(exp, 40), 0
     return mantissa.astype(np.int64), -exp
 
 
@@ -81,12 +83,12 @@ def _per_neuron_shift(values: np.ndarray, bits: int) -> tuple[np.ndarray, np.nda
 
 
 def _round_int(values: np.ndarray, what: str, layer: int, bits: int = STATE_BITS) -> np.ndarray:
-    out = np.rint(values).astype(np.int64)
+    rounded = np.rint(np.asarray(values, np.float64))
     limit = 2 ** (bits - 1) - 1
-    if np.any(np.abs(out) > limit):
+    if np.any(np.abs(rounded) > limit):  # compared as floats: a cast of 2^63 or more would wrap
         raise UserError(f"layer {layer}: {what} overflows {bits} bits after scaling "
-                        f"(max {int(np.abs(out).max())}); lower --prob-bits or retrain with smaller values")
-    return out
+                        f"(max {float(np.abs(rounded).max()):.6g}); lower --prob-bits or retrain with smaller values")
+    return rounded.astype(np.int64)
 
 
 def prune_to_density(w: np.ndarray, density: float) -> np.ndarray:

@@ -184,7 +184,8 @@ def quantize_input(x0: np.ndarray, frac_bits: int, sat: SaturationCounter) -> np
     x0 = np.asarray(x0, np.float64)
     if not np.all(np.isfinite(x0)):
         raise UserError(f"inputs: {int(np.count_nonzero(~np.isfinite(x0)))} value(s) are NaN or infinite")
-    x, n_sat = saturate(np.rint(x0 * 2.0 ** frac_bits).astype(np.int64))
+    # clipped as floats first: a cast of 2^63 or more wraps (to a saturated value of the wrong sign)
+    x, n_sat = saturate(np.rint(np.clip(x0 * 2.0 ** frac_bits, -2.0 ** 62, 2.0 ** 62)).astype(np.int64))
     sat.add("input", n_sat)
     return x
 
