@@ -537,6 +537,35 @@ COMMANDS = {"verify": cmd_verify, "report": cmd_report, "train": cmd_train, "eva
             "simulate": cmd_simulate, "demo": cmd_demo}
 
 
+def check_args(args) -> None:
+    """Refuse, before any work starts, values no command can use: a seed outside the random
+    generator's key range, counts below 1, tolerances that are not numbers, outputs that are folders
+    where a file is written (or files where a folder is)."""
+    import math
+
+    from .fileio import check_output_file, check_output_folder
+
+    seed = getattr(args, "seed", None)
+    if seed is not None and not 0 <= seed < 2**32:
+        raise UserError(f"--seed must be in [0, 2^32) (the key of the random generator), got {seed}")
+    for name in ("epochs", "batch_size", "seeds", "eval_seeds", "lava_samples"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    for name in ("max_accuracy_drop", "max_rate_diff"):
+        value = getattr(args, name, None)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise UserError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
+    agreement = getattr(args, "min_agreement", None)
+    if agreement is not None and not 0 <= agreement <= 1:
+        raise UserError(f"--min-agreement must be in [0, 1], got {agreement}")
+    if getattr(args, "out", None) is not None:
+        check_output_folder(args.out, "--out")
+    for name in ("output", "netx"):
+        if getattr(args, name, None) is not None:
+            check_output_file(getattr(args, name), f"--{name}")
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -544,6 +573,7 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
+        check_args(args)
         return COMMANDS[args.command](args)
     except (UserError, CheckFailed) as exc:
         print(f"pspike {args.command}: error: {exc}", file=sys.stderr)

@@ -12,6 +12,45 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 
+def check_output_folder(path: str | os.PathLike, what: str) -> None:
+    """Refuse (one line) a folder to write into that is a file, or lies below a file."""
+    from .errors import UserError
+
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{what} {folder}: exists and is not a folder")
+    ancestor = folder
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if ancestor.exists() and not ancestor.is_dir():
+        raise UserError(f"{what} {folder}: {ancestor} is a file, not a folder")
+
+
+def check_output_file(path: str | os.PathLike, what: str) -> None:
+    """Refuse (one line) a file to write that is a folder, or lies below a file."""
+    from .errors import UserError
+
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"{what} {target}: is a folder; name the file to write")
+    check_output_folder(target.parent, what)
+
+
+def _temp_beside(target: Path) -> str:
+    """Check ``target``, clear dead writers' leftovers beside it, create the temporary file."""
+    from .errors import UserError
+
+    check_output_file(target, "cannot write")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(target.parent, f".{target.name}.", ".tmp")
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}-", suffix=".tmp", dir=target.parent)
+    except OSError as exc:  # a read-only or full disk, a folder we may not write
+        raise UserError(f"cannot write {target}: {exc.strerror or exc}") from None
+    os.close(fd)
+    return tmp
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -50,10 +89,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     process is removed by the next write to the same path.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(target.parent, f".{target.name}.", ".tmp")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}-", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    tmp = _temp_beside(target)
     try:
         yield Path(tmp)
         with open(tmp, "rb") as fh:
@@ -78,11 +114,7 @@ def atomic_paths(*paths: str | os.PathLike) -> Iterator[list[Path]]:
     tmps: list[str] = []
     try:
         for target in targets:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            remove_stale(target.parent, f".{target.name}.", ".tmp")
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}-", suffix=".tmp", dir=target.parent)
-            os.close(fd)
-            tmps.append(tmp)
+            tmps.append(_temp_beside(target))
         yield [Path(t) for t in tmps]
         for tmp in tmps:
             with open(tmp, "rb") as fh:
