@@ -81,9 +81,9 @@ def test_kill_during_export_keeps_the_previous_netlist(small_checkpoint, tmp_pat
     assert net.read_bytes() != before and not list(tmp_path.glob(".model.net.*.tmp"))
 
 
-def test_kill_during_report_keeps_the_previous_report(trained_sdigits, tmp_path):
-    ckpt, net = trained_sdigits
-    args = ["report", ckpt.path, net, "--samples", "20", "--out", tmp_path]
+def test_kill_during_report_keeps_the_previous_report(small_checkpoint, robust_net, tmp_path):
+    # the small random model: a report is written whatever the verdict, and nothing needs training
+    args = ["report", small_checkpoint.path, robust_net, "--samples", "20", "--out", tmp_path]
     assert run_cli(*args, timeout=300)[0] == 0
     before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     proc = _start_slow("pspike_neuro.report", "figure_rates", "time.sleep(120)", args + ["--seed", "9"])
@@ -131,8 +131,15 @@ def test_second_simulation_into_a_folder_replaces_the_first(robust_net, tmp_path
 
 
 def test_interrupted_training_keeps_the_previous_checkpoint(tmp_path, monkeypatch, capsys):
-    import pspike_neuro.training as training
+    from dataclasses import replace
 
+    import pspike_neuro.data as data
+    import pspike_neuro.training as training
+    from pspike_neuro.data.dataset import SeqDataset
+
+    full = data.load_task("sdigits")
+    head = lambda d: SeqDataset(d.x[:64], d.y[:64], d.lengths[:64])  # noqa: E731 - a second per training
+    monkeypatch.setattr(data, "load_task", lambda *a, **k: replace(full, train=head(full.train), test=head(full.test)))
     assert main(["train", "--task", "sdigits", "--preset", "tiny", "--epochs", "1", "--out", str(tmp_path),
                  "--quiet"]) == 0
     before = (tmp_path / "model.pt").read_bytes()
