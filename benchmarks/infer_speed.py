@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--config", default="all", choices=[*CONFIGS, "all"])
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--iters", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--quick", action="store_true", help="batch 16, 2 timed batches")
     parser.add_argument("--json", action="store_true")

@@ -3,10 +3,13 @@
 Random-weight P-SpikeSSM networks (realistic BatchNorm statistics, calibrated on sdigits like any
 export) are exported once per (H, N); random input sequences of any length L go through the
 netlist's encoder. One factor is swept at a time around a base point, the others held; each time
-is the median of --repeats runs after a warm-up call. A power law ``time = c * size^k`` is fitted on
-log-log axes for each factor: k = 1 means linear growth. H is swept with H*N in mind: the SSM
-update costs B*L*H*N/2 complex mode updates per layer, the mixer B*L*H^2 multiply-adds (BLAS),
-so the H slope is the slope in H*N at fixed N until the mixer takes over at large H.
+is the fastest of --repeats runs after a warm-up call (the fastest, because other jobs on a shared
+machine only ever add time). A power law ``time = c * size^k`` is fitted on log-log axes for each
+factor: k = 1 means linear growth. The work per layer is B*L*H*N/2 complex mode updates (SSM),
+B*L*H^2 multiply-adds (the mixer, BLAS) and B*L*H of per-neuron work (random numbers, samplers,
+ClampFuse), so the cost model ``time = B*L*(a*H + b*H*N + c*H^2)`` is also fitted (non-negative
+least squares over every point): linear in L and B, linear in H*N plus the mixer's H^2 term and a
+per-neuron term, which is why the N slope is below 1 at small N.
 
 Writes a table (stdout), a JSON (--json) and a log-log plot with the fitted slopes
 (default docs/figures/sim_scaling.png).
@@ -18,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -76,7 +78,23 @@ def time_point(net, length: int, batch: int, repeats: int) -> float:
         start = time.perf_counter()
         simulate(layers, x0, seed=0)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times)
+
+
+def fit_cost_model(points: list[dict]) -> dict:
+    """Non-negative least squares of time = B*L*(a*H + b*H*N + c*H^2), relative errors weighted equally."""
+    from scipy.optimize import nnls
+
+    feats = np.array([[p["B"] * p["L"] * p["H"], p["B"] * p["L"] * p["H"] * p["N"], p["B"] * p["L"] * p["H"] ** 2]
+                      for p in points], float)
+    t = np.array([p["seconds"] for p in points])
+    coef, _ = nnls(feats / t[:, None], np.ones(len(t)))
+    pred = feats @ coef
+    base = np.array([BASE["B"] * BASE["L"] * BASE["H"], BASE["B"] * BASE["L"] * BASE["H"] * BASE["N"],
+                     BASE["B"] * BASE["L"] * BASE["H"] ** 2]) * coef
+    return {"ns_per_neuron_step": coef[0] * 1e9, "ns_per_neuron_state_step": coef[1] * 1e9,
+            "ns_per_synapse_step": coef[2] * 1e9, "base_shares": (base / base.sum()).tolist(),
+            "max_rel_error": float(np.max(np.abs(pred - t) / t)), "median_rel_error": float(np.median(np.abs(pred - t) / t))}
 
 
 def fit_slope(sizes, times) -> tuple[float, float]:
@@ -124,6 +142,7 @@ def main() -> None:
     from pspike_neuro.sim import reference
 
     results = {}
+    points = []
     cache: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         for factor, sizes in sweeps.items():
@@ -132,12 +151,15 @@ def main() -> None:
                 point = dict(BASE, **{factor: size})
                 net = make_netlist(point["H"], point["N"], Path(tmp), cache)
                 seconds.append(time_point(net, point["L"], point["B"], repeats))
+                points.append(dict(point, seconds=seconds[-1]))
                 if not args.json:
                     print(f"  {factor}={size:5d} (L={point['L']}, H={point['H']}, N={point['N']}, B={point['B']}): "
                           f"{seconds[-1]:.3f} s", flush=True)
             k, c = fit_slope(sizes, seconds)
             results[factor] = {"sizes": sizes, "seconds": seconds, "slope": k, "fit_c": c}
-    meta = {"base": BASE, "layers": LAYERS, "repeats": repeats, "numba_kernels": reference.USE_KERNELS}
+    model = fit_cost_model(points)
+    meta = {"base": BASE, "layers": LAYERS, "repeats": repeats, "numba_kernels": reference.USE_KERNELS,
+            "cost_model": model}
     if args.plot:
         plot(results, Path(args.plot), f"reference simulator, {LAYERS} blocks, base L={BASE['L']} H={BASE['H']} "
                                        f"N={BASE['N']} batch={BASE['B']}; one factor varied at a time")
@@ -145,7 +167,7 @@ def main() -> None:
     if args.json:
         print(json.dumps({"meta": meta, "results": results}, indent=2))
         return
-    print(f"\nreference simulator, {LAYERS} blocks, base {BASE}, median of {repeats}:")
+    print(f"\nreference simulator, {LAYERS} blocks, base {BASE}, fastest of {repeats}:")
     print(f"{'factor':6s} {'sizes':32s} {'seconds':44s} slope (target: 1 for L and H*N)")
     for factor, r in results.items():
         sizes = " ".join(str(s) for s in r["sizes"])
@@ -155,6 +177,10 @@ def main() -> None:
            for f in results}
     print("time ratio / size ratio over each sweep (1 = linear): "
           + ", ".join(f"{f} {v:.2f}" for f, v in per.items()))
+    print(f"cost model time = B*L*(a*H + b*H*N + c*H^2) per {LAYERS} blocks: a = {model['ns_per_neuron_step']:.2f} ns, "
+          f"b = {model['ns_per_neuron_state_step']:.3f} ns, c = {model['ns_per_synapse_step']:.4f} ns; shares at the base "
+          f"point {', '.join(f'{x:.0%}' for x in model['base_shares'])}; relative error median "
+          f"{model['median_rel_error']:.0%}, max {model['max_rel_error']:.0%}")
     if args.plot:
         print(f"plot: {args.plot}")
 
