@@ -1,6 +1,6 @@
 """Run every benchmark of issue 7, one after the other, each in its own process.
 
-    python benchmarks/run_all.py            # the full runs behind docs/benchmarks.md (about 20-30 min on 2 cores)
+    python benchmarks/run_all.py            # the full runs behind docs/benchmarks.md (about 15 min on 2 cores)
     python benchmarks/run_all.py --quick    # small sizes, a couple of minutes: checks that all of them run
     python benchmarks/run_all.py --only sim_speed export_lra --device cuda
 
@@ -26,7 +26,7 @@ def commands(quick: bool, device: str) -> dict[str, list[str]]:
         "sim_speed": ["sim_speed.py", *q],
         "sim_scaling": ["sim_scaling.py", *q] + (["--plot", ""] if quick else []),
         "train_speed": ["train_speed.py", *q] if quick else
-                       ["train_speed.py", "--seq-len", "784", "2048", "--batch-size", "64", "16", "--steps", "2"],
+                       ["train_speed.py", "--seq-len", "784", "2048", "--batch-size", "16", "16", "--steps", "2"],
         "export_lra": ["export_lra.py"] + (["--calib-samples", "16"] if quick else []),
         "infer_speed": ["infer_speed.py", "--device", device, *q],
     }
