@@ -16,6 +16,8 @@ from pspike_neuro.sim.reference import neuron_forward, simulate
 from pspike_neuro.quant.fixed import SaturationCounter
 from pspike_neuro.sim.rng import CounterNoise
 
+from .lava_helpers import assert_same_run, rf_trajectory
+
 
 @pytest.fixture(scope="module")
 def deployed(trained_sdigits):
@@ -30,13 +32,7 @@ def test_fixed_point_lava_equals_reference_in_every_population_and_step(deployed
     ids = np.arange(8)
     ref = simulate(as_layers(net), x0, seed=5, samples=ids, record_states=True)
     lava = run_lava(net, x0, ids, seed=5, record_states=True)
-    for l in range(2):
-        np.testing.assert_array_equal(lava.spikes_in[l], ref.spikes_in[l])
-        np.testing.assert_array_equal(lava.spikes_out[l], ref.spikes_out[l])
-        np.testing.assert_array_equal(lava.residual[l], ref.residual[l])
-        np.testing.assert_array_equal(lava.states[l], ref.states[l])
-    np.testing.assert_array_equal(lava.logits, ref.logits)
-    assert lava.saturation == ref.saturation
+    assert_same_run(lava, ref, n_layers=2)
     assert ref.spikes_out[0].mean() > 0.01  # the comparison covers real activity
 
 
@@ -52,13 +48,7 @@ def test_samples_run_back_to_back_in_one_network_equal_the_reference(deployed):
     lava = run_lava(net, xs, ids, seed=3, lengths=lengths, record_states=True, samples_per_network=3,
                     progress=calls.append)
     assert calls == [3, 3, 1]
-    for l in range(2):
-        np.testing.assert_array_equal(lava.spikes_in[l], ref.spikes_in[l])
-        np.testing.assert_array_equal(lava.spikes_out[l], ref.spikes_out[l])
-        np.testing.assert_array_equal(lava.residual[l], ref.residual[l])
-        np.testing.assert_array_equal(lava.states[l], ref.states[l])
-    np.testing.assert_array_equal(lava.logits, ref.logits)
-    assert lava.saturation == ref.saturation
+    assert_same_run(lava, ref, n_layers=2)
     single = run_lava(net, xs[3:4], ids[3:4], seed=3, lengths=lengths[3:4])
     np.testing.assert_array_equal(single.logits, ref.logits[3:4])
 
@@ -84,25 +74,9 @@ def test_floating_point_lava_equals_float_model_under_common_random_numbers(depl
 
 def test_one_mode_neuron_without_spiking_matches_lava_rf():
     """Input sampler always on (q_in = 2^P), one mode: the state follows lava.proc.rf exactly."""
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.io.source import RingBuffer
-    from lava.proc.rf.process import RF
-
     steps, b_re, b_im = 25, 3000, -1200
-    rf = RF(shape=(1,), period=7.3, alpha=0.06, state_exp=0, decay_bits=12, vth=2**22)
-    sin_d, cos_d = int(rf.sin_decay.init), int(rf.cos_decay.init)
-    src_re = RingBuffer(data=np.full((1, steps), b_re, np.int32))
-    src_im = RingBuffer(data=np.full((1, steps), b_im, np.int32))
-    src_re.s_out.connect(rf.a_real_in)
-    src_im.s_out.connect(rf.a_imag_in)
-    lava_states = []
-    try:
-        for _ in range(steps):
-            rf.run(condition=RunSteps(num_steps=1), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-            lava_states.append((int(rf.real.get()[0]), int(rf.imag.get()[0])))
-    finally:
-        rf.stop()
+    (sin_d, cos_d), lava_states = rf_trajectory(steps, b_re, b_im, period=7.3, alpha=0.06, state_exp=0,
+                                                decay_bits=12, vth=2**22)
 
     node = dict(layer=0, prob_bits=16, site_in=0, site_out=1, phi="identity", alpha_m=np.zeros(1, np.int64),
                 alpha_shift=0, beta=np.array([1 << 16]), decay_re=np.array([[cos_d]]), decay_im=np.array([[sin_d]]),

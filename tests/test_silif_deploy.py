@@ -18,6 +18,8 @@ from pspike_neuro.quant.fixed import SaturationCounter
 from pspike_neuro.quant.quantize import QuantConfig
 from pspike_neuro.sim.snn_reference import SNNParams, csilif_step, neuron_layer, silif_step, simulate_snn
 
+from .lava_helpers import rf_trajectory
+
 
 @pytest.fixture(scope="session")
 def trained_snns(tmp_path_factory):
@@ -69,25 +71,9 @@ def test_csilif_integer_step_by_hand():
 
 def test_csilif_without_spikes_follows_lava_rf():
     """Real input, threshold out of reach: C-SiLIF's state is lava.proc.rf's fixed-point trajectory."""
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.io.source import RingBuffer
-    from lava.proc.rf.process import RF
-
     steps, drive = 30, 2500
-    rf = RF(shape=(1,), period=9.1, alpha=0.05, state_exp=0, decay_bits=12, vth=2**22)
-    sin_d, cos_d = int(rf.sin_decay.init), int(rf.cos_decay.init)
-    src_re = RingBuffer(data=np.full((1, steps), drive, np.int32))
-    src_im = RingBuffer(data=np.zeros((1, steps), np.int32))
-    src_re.s_out.connect(rf.a_real_in)
-    src_im.s_out.connect(rf.a_imag_in)
-    lava_states = []
-    try:
-        for _ in range(steps):
-            rf.run(condition=RunSteps(num_steps=1), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-            lava_states.append((int(rf.real.get()[0]), int(rf.imag.get()[0])))
-    finally:
-        rf.stop()
+    (sin_d, cos_d), lava_states = rf_trajectory(steps, drive, 0, period=9.1, alpha=0.05, state_exp=0,
+                                                decay_bits=12, vth=2**22)
     p = SNNParams(dict(layer=0, n=1, state_frac_bits=22, decay_re=np.array([cos_d]), decay_im=np.array([sin_d]),
                        bias=np.array([0])), complex_state=True)
     spikes, states = neuron_layer(p, np.full((1, steps, 1), drive, np.int64), SaturationCounter(), record_states=True)

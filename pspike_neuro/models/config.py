@@ -38,8 +38,24 @@ def check_types(cfg, reals=(), flags=()) -> None:
             raise UserError(f"model config: {name} must be true or false, got {value!r}")
 
 
+class ConfigDict:
+    """The plain-dict round trip of a model config dataclass (what a checkpoint stores); unknown
+    fields in someone else's file are refused by name instead of being dropped."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(f"model config: unknown field(s) {', '.join(unknown)}")
+        return cls(**data)
+
+
 @dataclass
-class ModelConfig:
+class ModelConfig(ConfigDict):
     """Every knob of a P-SpikeSSM network (DESIGN §4)."""
 
     d_input: int = 1
@@ -93,16 +109,6 @@ class ModelConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"model config: dropout must be in [0, 1), got {self.dropout}")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise UserError(f"model config: unknown field(s) {', '.join(unknown)}")
-        return cls(**data)
 
 
 @dataclass

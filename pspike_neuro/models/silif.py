@@ -29,7 +29,6 @@ comparable (anchors.md §1.2).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -38,7 +37,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from .config import check_sizes, check_types
+from .config import ConfigDict, check_sizes, check_types
 from .sampler import boxcar_spike
 
 SNN_KINDS = ("silif", "csilif")
@@ -46,7 +45,7 @@ READOUT_ALPHA_RANGE = (math.exp(-1 / 5), math.exp(-1 / 25))
 
 
 @dataclass
-class SNNConfig:
+class SNNConfig(ConfigDict):
     """A feed-forward network of SiLIF or C-SiLIF layers and a leaky-integrator readout."""
 
     kind: str = "silif"
@@ -71,17 +70,6 @@ class SNNConfig:
             raise UserError("model config: need dt_init > 0 and 0 < dt_min <= dt_max")
         if self.input_kind != "real":
             raise UserError("model config: SiLIF networks take real-valued (spike) inputs, not tokens")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "SNNConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise UserError(f"model config: unknown field(s) {', '.join(unknown)}")
-        return cls(**data)
 
 
 class SiLIFLayer(nn.Module):

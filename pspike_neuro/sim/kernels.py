@@ -32,6 +32,34 @@ FASTMATH = {"reassoc", "contract", "nsz"}
 STATE_LIMIT = (1 << 23) - 1
 
 
+def _input_spike(a, alpha_shift, a_mask, beta, one, ok, r):
+    """The input sampler of one neuron: ``q = clip(shr_trunc(alpha * x, alpha_shift) + beta, 0, one)``,
+    a spike where the step is valid and ``r < q`` (``a = alpha * x``)."""
+    q = ((a + ((a >> 63) & a_mask)) >> alpha_shift) + beta
+    q = min(max(q, 0), one)
+    return 1 if (ok and r < q) else 0
+
+
+def _output_spike(v, sign, relu, one, r):
+    """The output sampler of one neuron from its readout ``v`` (before saturation): returns the spike
+    ``r < clip(phi(sat24(v)), 0, one)`` and 1 where ``v`` was saturated, else 0."""
+    clipped = 0
+    if v > STATE_LIMIT:
+        v = STATE_LIMIT
+        clipped = 1
+    elif v < -STATE_LIMIT:
+        v = -STATE_LIMIT
+        clipped = 1
+    g = sign * max(v, 0) if relu else v
+    g = min(max(g, 0), one)
+    return r < g, clipped
+
+
+if AVAILABLE:  # compiled into the kernels that call them
+    _input_spike = numba.njit(inline="always", cache=True)(_input_spike)
+    _output_spike = numba.njit(inline="always", cache=True)(_output_spike)
+
+
 def _neuron_sequence(x, valid, r_in, r_out, alpha_m, alpha_shift, beta, one, dr, di, b_re, b_im, c_re, c_im,
                      c_shift, d_term, b_out, sign, relu, decay_bits, s_out, o_out, states, record_states,
                      sat_counts):
@@ -48,10 +76,7 @@ def _neuron_sequence(x, valid, r_in, r_out, alpha_m, alpha_shift, beta, one, dr,
         for t in range(length):
             ok = valid[b, t]
             for i in range(n):
-                a = alpha_m[i] * x[b, t, i]
-                q = ((a + ((a >> 63) & a_mask)) >> alpha_shift) + beta[i]
-                q = min(max(q, 0), one)
-                s = 1 if (ok and r_in[b, t, i] < q) else 0
+                s = _input_spike(alpha_m[i] * x[b, t, i], alpha_shift, a_mask, beta[i], one, ok, r_in[b, t, i])
                 acc = np.int64(0)
                 for k in range(m):
                     p1 = dr[i, k] * zr[i, k]
@@ -82,16 +107,9 @@ def _neuron_sequence(x, valid, r_in, r_out, alpha_m, alpha_shift, beta, one, dr,
                         states[b, t, i, k, 1] = ni
                 c_mask = (np.int64(1) << c_shift[i]) - 1
                 v = ((acc + ((acc >> 63) & c_mask)) >> c_shift[i]) + s * d_term[i] + b_out[i]
-                if v > lim:
-                    v = lim
-                    n_out += 1
-                elif v < -lim:
-                    v = -lim
-                    n_out += 1
-                g = sign[i] * max(v, 0) if relu else v
-                g = min(max(g, 0), one)
                 s_out[b, t, i] = s == 1
-                o_out[b, t, i] = r_out[b, t, i] < g
+                o_out[b, t, i], clipped = _output_spike(v, sign[i], relu, one, r_out[b, t, i])
+                n_out += clipped
         sat_counts[b, 0] = n_state
         sat_counts[b, 1] = n_out
 
@@ -113,10 +131,7 @@ def _neuron_sequence_f64(x, valid, r_in, r_out, alpha_m, alpha_shift, beta, one,
         for t in range(length):
             ok = valid[b, t]
             for i in range(n):
-                a = alpha_m[i] * x[b, t, i]
-                q = ((a + ((a >> 63) & a_mask)) >> alpha_shift) + beta[i]
-                q = min(max(q, 0), one)
-                s = 1 if (ok and r_in[b, t, i] < q) else 0
+                s = _input_spike(alpha_m[i] * x[b, t, i], alpha_shift, a_mask, beta[i], one, ok, r_in[b, t, i])
                 sf = float(s)
                 acc = 0.0
                 for k in range(m):
@@ -133,16 +148,9 @@ def _neuron_sequence_f64(x, valid, r_in, r_out, alpha_m, alpha_shift, beta, one,
                         states[b, t, i, k, 0] = np.int64(zr[i, k])
                         states[b, t, i, k, 1] = np.int64(zi[i, k])
                 v = np.int64(np.trunc(acc * f_c_scale[i])) + s * d_term[i] + b_out[i]
-                if v > STATE_LIMIT:
-                    v = STATE_LIMIT
-                    n_out += 1
-                elif v < -STATE_LIMIT:
-                    v = -STATE_LIMIT
-                    n_out += 1
-                g = sign[i] * max(v, 0) if relu else v
-                g = min(max(g, 0), one)
                 s_out[b, t, i] = s == 1
-                o_out[b, t, i] = r_out[b, t, i] < g
+                o_out[b, t, i], clipped = _output_spike(v, sign[i], relu, one, r_out[b, t, i])
+                n_out += clipped
         sat_counts[b, 0] = n_state
         sat_counts[b, 1] = n_out
 

@@ -116,9 +116,6 @@ def run_lava(netlist: Netlist, x0: np.ndarray, sample_ids, seed: int, lengths=No
     Up to ``samples_per_network`` samples share one Lava network and run one after the other;
     ``progress(n)`` is called after each network with its number of samples.
     """
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-
     if tag not in BACKEND_TAGS:
         raise UserError(f"Lava backend precision must be one of {', '.join(BACKEND_TAGS)}, got {tag!r}")
     if tag == "fixed_pt":
@@ -142,15 +139,7 @@ def run_lava(netlist: Netlist, x0: np.ndarray, sample_ids, seed: int, lengths=No
         with tempfile.TemporaryDirectory(prefix="pspike-lava-") as tmp:
             record_dir = Path(tmp)
             source, num_steps = _build(netlist, x_batch, ids, seed, lengths[lo:hi], tag, record_dir, record_states)
-            started = False
-            try:
-                source.run(condition=RunSteps(num_steps=num_steps), run_cfg=Loihi2SimCfg(select_tag=tag))
-                started = True
-            except Exception as exc:  # Lava wraps model exceptions in RuntimeError
-                reason = " ".join(str(exc).split())[:200]
-                raise UserError(f"Lava simulation of {which} failed: {reason}") from None
-            finally:
-                _stop(source, started)
+            run_network(source, num_steps, tag, which)
             errors = sorted(record_dir.glob("*.error"))
             if errors:
                 name = errors[0].name.split(".")[0]
@@ -173,13 +162,30 @@ class _Counts:
         self.n += int(n)
 
 
+def run_network(source, num_steps: int, tag: str, which: str) -> None:
+    """Run a built graph for ``num_steps`` under ``Loihi2SimCfg`` and always stop it (with its forked
+    processes); a failure inside Lava becomes one line naming ``which`` samples."""
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+
+    started = False
+    try:
+        source.run(condition=RunSteps(num_steps=num_steps), run_cfg=Loihi2SimCfg(select_tag=tag))
+        started = True
+    except Exception as exc:  # Lava wraps model exceptions in RuntimeError
+        reason = " ".join(str(exc).split())[:200]
+        raise UserError(f"Lava simulation of {which} failed: {reason}") from None
+    finally:
+        _stop(source, started)
+
+
 def _stop(source, started: bool) -> None:
-    """Stop the runtime (and its forked processes) whatever happened; never raise from here."""
+    """Stop the runtime whatever happened; never raise from here."""
     try:
         runtime = getattr(source, "runtime", None)
         if runtime is not None and (started or getattr(runtime, "_is_started", False)):
             source.stop()
-    except Exception:
+    except Exception:  # noqa: BLE001
         pass
 
 

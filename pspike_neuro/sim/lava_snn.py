@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import UserError
 from ..export.netlist import Netlist
 from ..export.nodes import CSiLIFNeuron
+from .lava_backend import check_int32_sums, run_network
 from .reference import ReferenceResult
 from .snn_reference import decode_scores
 
@@ -63,29 +64,14 @@ def _build(netlist: Netlist, spikes: np.ndarray, tag: str, record_dir: Path):
     return source, num_steps
 
 
-def _stop(source, started: bool) -> None:
-    """Stop the runtime (and its forked processes) whatever happened; never raise from here."""
-    try:
-        runtime = getattr(source, "runtime", None)
-        if runtime is not None and (started or getattr(runtime, "_is_started", False)):
-            source.stop()
-    except Exception:  # noqa: BLE001
-        pass
-
-
 def run_lava_snn(netlist: Netlist, spikes: np.ndarray, tag: str = "fixed_pt", progress=None,
                  samples_per_network: int = SAMPLES_PER_NETWORK) -> ReferenceResult:
     """Simulate input spike trains (B, T, d_input) in Lava; returns what the reference returns.
 
     ``progress(n)`` is called after each network with its number of samples."""
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-
     if tag not in TAGS:
         raise UserError(f"Lava backend precision must be one of {', '.join(TAGS)}, got {tag!r}")
     if tag == "fixed_pt":
-        from .lava_backend import check_int32_sums
-
         check_int32_sums(netlist)
     if samples_per_network < 1:
         raise UserError(f"samples_per_network must be at least 1, got {samples_per_network}")
@@ -98,15 +84,7 @@ def run_lava_snn(netlist: Netlist, spikes: np.ndarray, tag: str = "fixed_pt", pr
         with tempfile.TemporaryDirectory(prefix="pspike-lava-snn-") as tmp:
             record_dir = Path(tmp)
             source, num_steps = _build(netlist, np.asarray(spikes[lo:hi]) != 0, tag, record_dir)
-            started = False
-            try:
-                source.run(condition=RunSteps(num_steps=num_steps), run_cfg=Loihi2SimCfg(select_tag=tag))
-                started = True
-            except Exception as exc:  # Lava wraps model exceptions in RuntimeError
-                reason = " ".join(str(exc).split())[:200]
-                raise UserError(f"Lava simulation of {which} failed: {reason}") from None
-            finally:
-                _stop(source, started)
+            run_network(source, num_steps, tag, which)
             errors = sorted(record_dir.glob("*.error"))
             if errors:
                 raise UserError(f"Lava simulation of {which} failed in {errors[0].name.split('.')[0]}: "
