@@ -54,7 +54,9 @@ def original_float_forward(folded, x0, uniforms, lengths=None, record=None):
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(phi="relu", d_state=32), dict(residual=False, share_ab=True),
-                                dict(d_model=40, n_layers=3, prenorm=False)])
+                                dict(d_model=40, n_layers=3, prenorm=False),
+                                # 64 and 68 modes: numpy's pairwise sum in one block, and split in two
+                                dict(d_state=128, n_layers=1), dict(d_state=136, n_layers=1)])
 @pytest.mark.parametrize("padded", [False, True])
 def test_calibration_records_exactly_what_the_original_forward_recorded(kw, padded):
     cfg = ModelConfig(**{**dict(d_model=24, d_state=8, n_layers=2), **kw})
@@ -94,3 +96,34 @@ def test_calibration_is_the_same_without_the_kernel(monkeypatch):
     for key in without:
         np.testing.assert_array_equal(np.asarray(with_kernel[key]), np.asarray(without[key]), err_msg=key)
         np.testing.assert_array_equal(np.asarray(chunked[key]), np.asarray(without[key]), err_msg=key)
+
+
+def _numpy_uses_fma() -> bool:
+    from numpy.core._multiarray_umath import __cpu_features__ as features
+
+    return bool(features.get("FMA3") and features.get("AVX2"))
+
+
+@pytest.mark.skipif(not (kernels.AVAILABLE and _numpy_uses_fma()),
+                    reason="numpy multiplies complex numbers without FMA here; the fused step is not used")
+@pytest.mark.parametrize("modes", [1, 2, 3, 4, 5, 8, 9, 31, 64, 65, 72, 129, 200, 300])
+def test_fused_step_is_numpys_arithmetic_bit_for_bit(modes):
+    """z = lam z (+ b where s), max |Re z|, |Im z|, (c z).sum(-1).real: numpy's fused multiply-adds
+    and pairwise sum (every branch: < 4, one block of <= 64, halves above), and a NaN kept as NaN."""
+    rng = np.random.default_rng(modes)
+    cx = lambda *shape: rng.standard_normal(shape) + 1j * rng.standard_normal(shape)  # noqa: E731
+    lam, b_unit, c = 0.9 * cx(6, modes), cx(6, modes), cx(6, modes)
+    z = cx(4, 6, modes) * 10.0 ** rng.integers(-3, 6, (4, 6, modes))
+    zr, zi = np.ascontiguousarray(z.real), np.ascontiguousarray(z.imag)
+    params = kernels.calib_params(lam, b_unit, c)
+    for step in range(3):
+        s = rng.random((4, 6)) < 0.5
+        z = lam * z
+        np.add(z, b_unit, out=z, where=s[..., None])
+        v = np.empty((4, 6))
+        top = kernels.calib_step(zr, zi, params, s, v)
+        assert np.array_equal(zr, z.real) and np.array_equal(zi, z.imag)
+        assert np.array_equal(v, (c * z).sum(-1).real)
+        assert top == max(np.abs(z.real).max(), np.abs(z.imag).max())
+    zr[2, 3, modes - 1] = np.nan
+    assert np.isnan(kernels.calib_step(zr, zi, params, s, v))

@@ -144,28 +144,41 @@ def float_forward(folded: FoldedNetwork, x0: np.ndarray, uniforms, lengths=None,
     batch, length, _ = x0.shape
     valid = np.ones((batch, length), bool) if lengths is None else np.arange(length)[None] < lengths[:, None]
     x = x0
+    # one compiled pass per step where it reproduces numpy's arithmetic on this machine (checked once)
+    fused = kernels.calib_step_matches_numpy()
     for l, blk in enumerate(folded.blocks):
-        z = np.zeros((batch,) + blk.lam.shape, complex)
+        state_shape = (batch,) + blk.lam.shape
         zmax = 0.0
         out = np.empty_like(x)
         vs = np.empty_like(x)
-        z_parts = z.view(np.float64)  # real and imaginary parts side by side, for the maximum
-        cz = np.empty_like(z)  # c * z, written in place each step (no 16 MB allocation per step)
-        fast = kernels.AVAILABLE and z.size > 0
-        b_parts = np.ascontiguousarray(blk.b_unit, complex).view(np.float64)
+        if fused:
+            zr, zi = np.zeros(state_shape), np.zeros(state_shape)
+            params = kernels.calib_params(blk.lam, blk.b_unit, blk.c)
+            v_ssm = np.empty((batch, state_shape[1]))
+        else:
+            z = np.zeros(state_shape, complex)
+            z_parts = z.view(np.float64)  # real and imaginary parts side by side, for the maximum
+            cz = np.empty_like(z)  # c * z, written in place each step (no 16 MB allocation per step)
+            fast = kernels.AVAILABLE and z.size > 0
+            b_parts = np.ascontiguousarray(blk.b_unit, complex).view(np.float64)
         for t in range(length):
             p_in = blk.alpha * x[:, t] + blk.beta
             s = (uniforms(4 * l, t) < p_in) & valid[:, t, None]
-            # z = lam z + b_unit s, computed in place: the same products and sums, with b_unit added only
-            # where s is 1 (adding b_unit * 0 could only change the sign of a zero) -- 4x faster
-            np.multiply(blk.lam, z, out=z)
-            if fast:  # the same element-wise IEEE additions, compiled
-                kernels.add_rows_where(z_parts, b_parts, s)
+            if fused:  # the numpy lines below, fused into one pass over the state
+                zmax = max(zmax, kernels.calib_step(zr, zi, params, s, v_ssm))
+                v = v_ssm + blk.d * s
             else:
-                np.add(z, blk.b_unit, out=z, where=s[..., None])
-            if z_parts.size:  # max |Re z|, |Im z| (exact, whatever the order)
-                zmax = max(zmax, kernels.max_abs(z_parts) if fast else max(float(z_parts.max()), -float(z_parts.min())))
-            v = np.multiply(blk.c, z, out=cz).sum(-1).real + blk.d * s
+                # z = lam z + b_unit s, computed in place: the same products and sums, with b_unit added
+                # only where s is 1 (adding b_unit * 0 could only change the sign of a zero) -- 4x faster
+                np.multiply(blk.lam, z, out=z)
+                if fast:  # the same element-wise IEEE additions, compiled
+                    kernels.add_rows_where(z_parts, b_parts, s)
+                else:
+                    np.add(z, blk.b_unit, out=z, where=s[..., None])
+                if z_parts.size:  # max |Re z|, |Im z| (exact, whatever the order)
+                    zmax = max(zmax, kernels.max_abs(z_parts) if fast
+                               else max(float(z_parts.max()), -float(z_parts.min())))
+                v = np.multiply(blk.c, z, out=cz).sum(-1).real + blk.d * s
             vs[:, t] = v
             q = blk.out_sign * activation_np(blk.phi, v) + blk.b_out
             o = uniforms(4 * l + 1, t) < q
