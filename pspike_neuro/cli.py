@@ -82,7 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="quantization-aware training: synaptic weights fake-quantized to --weight-bits")
     p.add_argument("--weight-bits", type=int, default=8, help="Lava weight bits for --qat (default 8)")
     p.add_argument("--preset", help="model size preset (small, tiny, psmnist, listops, lra-image)")
-    p.add_argument("--data-dir", help="folder with the real dataset's files (smnist, psmnist)")
+    p.add_argument("--data-dir", help="folder with the real dataset's files (smnist, psmnist, shd)")
+    p.add_argument("--task-option", action="append", metavar="KEY=VALUE",
+                   help="an option of the task, recorded in the checkpoint and used by export, simulate and "
+                        "verify (repeatable): shd n_steps=250 max_time=1.0 spatial_bin=5 limit_train=N; "
+                        "listops n_train=N seed=S ...; smnist/psmnist limit_train=N")
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int)
     g.add_argument("--batch-size", type=int)
@@ -180,8 +184,22 @@ def _train_settings(args) -> tuple[str, dict, dict]:
     return name, model_kw, train_kw
 
 
+def _train_task(args, init):
+    """The task ``train`` trains on and the ``task_options`` its checkpoint records: the data folder
+    and the ``--task-option`` values (or, fine-tuning on the same task, the options ``init`` records)."""
+    from .data import load_task, parse_task_options
+
+    options = parse_task_options(args.task_option)
+    if init is not None and not args.task_option and init.task == args.task:
+        options = dict(init.task_options.get("options") or {})
+    task = load_task(args.task, data_dir=args.data_dir, **options)
+    task_options = {"data_dir": str(Path(args.data_dir).resolve())} if args.data_dir else {}
+    if options:
+        task_options["options"] = options
+    return task, task_options
+
+
 def cmd_train(args) -> int:
-    from .data import load_task
     from .export.checkpoint import load_checkpoint
     from .models import ModelConfig
     from .training import TrainConfig, train
@@ -206,7 +224,7 @@ def cmd_train(args) -> int:
     if args.model != "pspike" and init is None:
         return _train_snn(args)
     preset_name, model_kw, train_kw = _train_settings(args)
-    task = load_task(args.task, data_dir=args.data_dir)
+    task, task_options = _train_task(args, init)
     if init is not None:
         cfg = init.config
         preset_name = None
@@ -220,7 +238,6 @@ def cmd_train(args) -> int:
         cfg = ModelConfig(d_input=task.d_input, n_classes=task.n_classes, input_kind=task.input_kind, **model_kw)
     tcfg = TrainConfig(**train_kw)
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
-    task_options = {"data_dir": str(Path(args.data_dir).resolve())} if args.data_dir else {}
     metrics = train(task, cfg, tcfg, args.out, task_options=task_options,
                     progress=not (args.quiet or args.json), log=log,
                     init=init.model if init is not None else None,
@@ -262,7 +279,6 @@ def snn_threads(device: str):
 
 def _train_snn(args) -> int:
     """``pspike train --model silif|csilif``: a feed-forward SiLIF / C-SiLIF network."""
-    from .data import load_task
     from .models import SNNConfig
     from .training import TrainConfig, train
 
@@ -270,7 +286,7 @@ def _train_snn(args) -> int:
     if used:
         raise UserError(f"--model {args.model}: {', '.join('--' + f.replace('_', '-') for f in used)} "
                         "apply to P-SpikeSSM only")
-    task = load_task(args.task, data_dir=args.data_dir)
+    task, task_options = _train_task(args, None)
     if task.input_kind != "real":
         raise UserError(f"--model {args.model}: task {task.name} has token inputs; SiLIF networks take spike "
                         "or real-valued inputs (try sdigits-spikes or shd)")
@@ -287,7 +303,6 @@ def _train_snn(args) -> int:
     if "eval_seeds" not in train_kw:
         train_kw["eval_seeds"] = 1  # deterministic neurons: one pass is the accuracy
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
-    task_options = {"data_dir": str(Path(args.data_dir).resolve())} if args.data_dir else {}
     with snn_threads(train_kw.get("device", "cpu")):
         metrics = train(task, cfg, TrainConfig(**train_kw), args.out, task_options=task_options,
                         progress=not (args.quiet or args.json), log=log)
@@ -299,7 +314,7 @@ def _train_snn(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .data import load_task
+    from .data import load_recorded_task
     from .export.checkpoint import load_checkpoint
     from .training import evaluate, resolve_device
 
@@ -309,8 +324,7 @@ def cmd_eval(args) -> int:
     ckpt = load_checkpoint(args.checkpoint, device=str(device))
     if not ckpt.task:
         raise UserError(f"checkpoint {args.checkpoint}: records no task to evaluate on")
-    data_dir = args.data_dir or ckpt.task_options.get("data_dir")
-    task = load_task(ckpt.task, data_dir=data_dir)
+    task = load_recorded_task(ckpt.task, ckpt.task_options, data_dir=args.data_dir)
     if (task.d_input, task.n_classes) != (ckpt.config.d_input, ckpt.config.n_classes):
         raise UserError(f"checkpoint {args.checkpoint}: model expects d_input={ckpt.config.d_input}, "
                         f"n_classes={ckpt.config.n_classes} but task {task.name} has {task.d_input}, "

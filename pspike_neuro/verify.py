@@ -133,7 +133,7 @@ def compare(ckpt: Checkpoint, netlist: Netlist, *, backend: str, samples: int | 
     _, x0, labels, lengths = load_inputs(netlist, task, samples, data_dir)
     from .data import load_task
 
-    x = load_task(task, data_dir=data_dir).test.x[: len(labels)]
+    x = load_task(task, data_dir=data_dir, **netlist.meta.get("task_options", {})).test.x[: len(labels)]
     first = int(netlist.meta["seed"]) if seed is None else seed
     prob_bits = int(netlist.nodes["neuron0"].values.get("prob_bits", 16))
     valid = np.ones(x0.shape[:2], bool) if lengths is None else np.arange(x0.shape[1])[None] < lengths[:, None]

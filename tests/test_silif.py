@@ -180,6 +180,24 @@ def test_shd_loader_refuses_out_of_range_units_and_missing_files(tmp_path):
         load_task("shd", data_dir=str(tmp_path / "empty"))
 
 
+@pytest.mark.parametrize("options, message", [
+    (dict(n_steps=0), r"n_steps must be an integer in \[1, 10000\], got 0"),
+    (dict(n_steps=2.5), r"n_steps must be an integer"),
+    (dict(spatial_bin=3), r"spatial_bin must divide 700"),
+    (dict(max_time=float("nan")), r"max_time must be a number in \(0, 10000\]"),
+    (dict(max_time=-1.0), r"max_time must be a number"),
+    (dict(limit_train=0), r"limit_train must be an integer >= 1"),
+    (dict(n_steps=10_000, spatial_bin=1, limit_train=None), None),
+])
+def test_shd_binning_options_are_checked(tmp_path, options, message):
+    _write_shd(tmp_path / "shd_train.h5", [[0.1]] * 700, [[1]] * 700, [1] * 700)
+    _write_shd(tmp_path / "shd_test.h5", [[0.1]], [[1]], [1])
+    if message is None:  # 700 x 10000 x 700 float32 = 18 GiB: refused before allocating
+        message = r"700 samples x 10000 steps x 700 channels need 18.3 GiB \(limit 16\)"
+    with pytest.raises(UserError, match=message):
+        load_task("shd", data_dir=str(tmp_path), **options)
+
+
 def test_snn_checkpoints_round_trip_and_refuse_mismatches(tmp_path):
     torch.manual_seed(0)
     net = SNN(SNNConfig(kind="csilif", d_input=32, d_hidden=8)).eval()

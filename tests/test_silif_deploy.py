@@ -243,3 +243,37 @@ def test_shd_pipeline_from_a_local_folder(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["task"] == "shd" and result["samples"] == 20
     assert result["deployed"]["accuracy"] == sim["accuracy"]
+
+
+def test_shd_binning_options_travel_from_training_to_simulation(tmp_path, capsys):
+    """``--task-option`` values (here 20 steps, 70 channels) are recorded in the checkpoint and the
+    netlist, so export, eval, simulate and verify bin the files the same way without being told."""
+    rng = np.random.default_rng(1)
+    data = tmp_path / "shd"
+    data.mkdir()
+    _write_shd_like(data / "shd_train.h5", 40, rng)
+    _write_shd_like(data / "shd_test.h5", 12, rng)
+    run = tmp_path / "run"
+    assert main(["train", "--task", "shd", "--data-dir", str(data), "--task-option", "n_steps=20",
+                 "--task-option", "spatial-bin=10", "--model", "silif", "--d-model", "8", "--layers", "1",
+                 "--epochs", "1", "--out", str(run), "--quiet"]) == 0
+    ckpt = load_checkpoint(run / "model.pt")
+    assert ckpt.config.d_input == 70
+    assert ckpt.task_options["options"] == {"n_steps": 20, "spatial_bin": 10}
+    assert main(["export", str(run / "model.pt"), "-o", str(run / "model.net")]) == 0
+    net = read_netlist(run / "model.net")
+    assert net.meta["task_options"] == {"n_steps": 20, "spatial_bin": 10} and net.meta["seq_len"] == 20
+    capsys.readouterr()
+    assert main(["eval", str(run / "model.pt"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_test"] == 12
+    assert main(["simulate", str(run / "model.net"), "--data-dir", str(data), "--json", "--out", str(run / "sim")]) == 0
+    sim = json.loads(capsys.readouterr().out)
+    assert np.load(run / "sim" / "activity.npz")["layer0_input_spikes"].shape[1:] == (20, 70)
+    assert main(["verify", str(run / "model.pt"), str(run / "model.net"), "--json"]) in (0, 1)
+    assert json.loads(capsys.readouterr().out)["deployed"]["accuracy"] == sim["accuracy"]
+    # without the recorded options the default binning (100 x 140) does not fit the network: refused
+    bare = tmp_path / "bare.net"
+    net.meta.pop("task_options")
+    write_netlist(net, bare)
+    assert main(["simulate", str(bare), "--data-dir", str(data)]) == 2
+    assert "task shd has d_input=140" in capsys.readouterr().err

@@ -10,7 +10,8 @@ from .digits import PSDIGITS_PERMUTATION
 from .idx import read_idx
 from .listops import decode_listops, evaluate_listops, generate_listops, tokenize_listops
 from .mnist import bitreversal_permutation
-from .tasks import TASKS, load_task
+from .options import parse_task_options
+from .tasks import TASKS, load_recorded_task, load_task
 
 __all__ = [
     "PSDIGITS_PERMUTATION",
@@ -21,7 +22,9 @@ __all__ = [
     "decode_listops",
     "evaluate_listops",
     "generate_listops",
+    "load_recorded_task",
     "load_task",
+    "parse_task_options",
     "read_idx",
     "tokenize_listops",
 ]

@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import UserError
 from .dataset import SeqDataset, TaskData
 from .digits import load_sdigits
+from .options import require_int, require_real
 
 SPIKE_LEVELS = (1, 5, 9, 13)  # pixel thresholds (of 16) of the four levels
 SPIKE_REPEAT = len(SPIKE_LEVELS)
@@ -35,6 +36,8 @@ SDIGITS_SPIKES_DESCRIPTION = "8x8 digits as spike trains: rows as time, 4-level 
 SHD_CHANNELS = 700
 SHD_CLASSES = 20
 SHD_FILE_NAMES = ("shd_train.h5", "shd_test.h5")
+SHD_MAX_STEPS = 10_000      # 0.1 ms bins over 1 s: finer than any published use
+SHD_MAX_BYTES = 16 << 30    # binned float32 spikes of one split held in memory
 SHD_DESCRIPTION = "Spiking Heidelberg Digits from local HDF5 files, binned (default 100 steps x 140 channels)"
 
 
@@ -97,7 +100,12 @@ def read_shd_file(path: Path, n_steps: int, max_time: float, spatial_bin: int, l
         if len(times) != len(labels) or len(units) != len(labels):
             raise UserError(f"SHD file {path}: {len(times)} spike-time lists, {len(units)} unit lists and "
                             f"{len(labels)} labels; they must be equal")
-        x = np.zeros((n, n_steps, SHD_CHANNELS // spatial_bin), np.float32)
+        channels = SHD_CHANNELS // spatial_bin
+        if 4 * n * n_steps * channels > SHD_MAX_BYTES:
+            raise UserError(f"SHD file {path}: {n} samples x {n_steps} steps x {channels} channels need "
+                            f"{4 * n * n_steps * channels / 2**30:.1f} GiB (limit {SHD_MAX_BYTES >> 30}); use fewer "
+                            "steps, a larger spatial_bin or limit_train/limit_test")
+        x = np.zeros((n, n_steps, channels), np.float32)
         for i in range(n):
             t_i, u_i = np.asarray(times[i]), np.asarray(units[i])
             if t_i.shape != u_i.shape:
@@ -129,8 +137,15 @@ def load_shd(data_dir, *, n_steps: int = 100, max_time: float = 1.0, spatial_bin
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise UserError(f"data_dir {data_dir}: not a folder")
-    if n_steps < 1 or max_time <= 0 or spatial_bin < 1 or SHD_CHANNELS % spatial_bin:
-        raise UserError(f"shd: need n_steps >= 1, max_time > 0 and spatial_bin dividing {SHD_CHANNELS}")
+    require_int("shd", "n_steps", n_steps, 1, SHD_MAX_STEPS)
+    require_real("shd", "max_time", max_time, 0.0, 1e4)
+    require_int("shd", "spatial_bin", spatial_bin, 1, SHD_CHANNELS)
+    if SHD_CHANNELS % spatial_bin:
+        raise UserError(f"shd: option spatial_bin must divide {SHD_CHANNELS} (1, 2, 4, 5, 7, 10, 14, 20, 25, 28, "
+                        f"35, 50, 70, 100, 140, 175, 350, 700), got {spatial_bin}")
+    for option, limit in (("limit_train", limit_train), ("limit_test", limit_test)):
+        if limit is not None:
+            require_int("shd", option, limit, 1)
     splits = []
     for name, limit in zip(SHD_FILE_NAMES, (limit_train, limit_test)):
         x, y = read_shd_file(_find(data_dir, name), n_steps, max_time, spatial_bin, limit)

@@ -64,3 +64,13 @@ def load_task(name: str, data_dir: str | None = None, **options) -> TaskData:
             "(each may be gzipped, .gz)"
         )
     return task.load(data_dir, **options)
+
+
+def load_recorded_task(name: str, task_options: dict | None, data_dir: str | None = None) -> TaskData:
+    """Task ``name`` as a checkpoint recorded it: its options (``task_options["options"]``, e.g. SHD's
+    binning) and, unless ``data_dir`` is given, the folder it was trained from."""
+    recorded = task_options or {}
+    options = recorded.get("options", {})
+    if not isinstance(options, dict):
+        raise UserError(f"recorded task options must be a mapping, got {type(options).__name__}")
+    return load_task(name, data_dir=data_dir or recorded.get("data_dir"), **options)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..data import load_task
+from ..data import load_recorded_task
 from ..errors import UserError
 from ..quant.fold import FoldedBlock, FoldedNetwork, encode, fold_model
 from ..quant.quantize import QuantConfig, calibrate, quantize_network
@@ -58,7 +58,7 @@ def _build_netlist(ckpt: Checkpoint, qc: QuantConfig, *, data_dir=None) -> tuple
     folded = fold_model(ckpt.model)
     if not ckpt.task:
         raise UserError(f"checkpoint {ckpt.path}: records no task, so there is no calibration data")
-    task = load_task(ckpt.task, data_dir=data_dir or ckpt.task_options.get("data_dir"))
+    task = load_recorded_task(ckpt.task, ckpt.task_options, data_dir=data_dir)
     n_calib = min(qc.calib_samples, len(task.train))
     calib = task.train
     lengths = None if bool((calib.lengths[:n_calib] == calib.x.shape[1]).all()) else calib.lengths[:n_calib].numpy()
@@ -89,6 +89,8 @@ def _build_netlist(ckpt: Checkpoint, qc: QuantConfig, *, data_dir=None) -> tuple
         "seed": int(qc.seed), "latency_steps": len(folded.blocks) + 1, "task": ckpt.task,
         "seq_len": int(task.seq_len),
     }
+    if ckpt.task_options.get("options"):  # e.g. SHD's binning: simulate and verify must load the same inputs
+        meta["task_options"] = dict(ckpt.task_options["options"])
     netlist = Netlist(meta=meta, nodes={n.name: n for n in nodes}, edges=edges)
     netlist.validate()
     # the integer network on the calibration inputs: saturation events are counted, never silent

@@ -8,7 +8,9 @@ never runs code)::
     package_version the pspike-neuro version that wrote it
     model_type      "pspike", "silif" or "csilif"
     model_config    ModelConfig.to_dict() (P-SpikeSSM) or SNNConfig.to_dict() (SiLIF, C-SiLIF)
-    task            task name the model was trained on, with ``task_options``
+    task            task name the model was trained on
+    task_options    {"data_dir": folder of a real dataset, "options": the task's options, e.g. SHD's
+                    binning}; either may be absent
     train_config    the training settings
     state_dict      parameter and buffer tensors
     state_sha256    digest of the state dict (names, dtypes, shapes, bytes); a file whose tensors

@@ -20,6 +20,7 @@ from .netlist import FORMAT, FORMAT_VERSION, META_KEYS, Edge, Netlist, NetlistEr
 from .nodes import NODE_TYPES, NodeError
 
 JSON_META = ("model_config", "quant_config")
+OPTIONAL_JSON_META = ("task_options",)  # the task options training used, when any
 EDGE_FIELDS = ("src", "dst", "src_port", "dst_port")
 #: no dataset of a netlist may declare more elements than this (a compressed dataset of zeros can
 #: declare terabytes in a few kilobytes of file; it is refused before anything is read)
@@ -33,7 +34,7 @@ def write_netlist(netlist: Netlist, path) -> None:
         with h5py.File(tmp, "w") as f:
             meta = f.create_group("meta")
             for key, value in netlist.meta.items():
-                meta.attrs[key] = json.dumps(value) if key in JSON_META else value
+                meta.attrs[key] = json.dumps(value) if key in JSON_META + OPTIONAL_JSON_META else value
             meta.attrs["content_sha256"] = netlist.content_sha256()
             nodes = f.create_group("nodes")
             for name, node in netlist.nodes.items():
@@ -80,7 +81,7 @@ def _read_meta(path: Path, f: h5py.File) -> dict:
     for key in META_KEYS:
         if key not in meta:
             raise UserError(f"netlist {path}: /meta is missing {key}")
-    for key in JSON_META:
+    for key in JSON_META + tuple(k for k in OPTIONAL_JSON_META if k in meta):
         try:
             meta[key] = json.loads(meta[key])
         except (TypeError, ValueError):

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..data import load_task
+from ..data import load_recorded_task
 from ..errors import UserError
 from ..models.silif import SNN, CSiLIFLayer
 from ..quant.fixed import DECAY_BITS, quantize_decay, quantize_weights
@@ -114,7 +114,7 @@ def build_snn_netlist(ckpt: Checkpoint, qc: QuantConfig, *, data_dir=None) -> tu
     start = time.perf_counter()
     if not ckpt.task:
         raise UserError(f"checkpoint {ckpt.path}: records no task, so there is no calibration data")
-    task = load_task(ckpt.task, data_dir=data_dir or ckpt.task_options.get("data_dir"))
+    task = load_recorded_task(ckpt.task, ckpt.task_options, data_dir=data_dir)
     model = ckpt.model.eval()
     folded = fold_snn(model)
     n_calib = min(qc.calib_samples, len(task.train))
@@ -165,6 +165,8 @@ def build_snn_netlist(ckpt: Checkpoint, qc: QuantConfig, *, data_dir=None) -> tu
         "seed": int(qc.seed), "latency_steps": len(folded["layers"]) + 1, "task": ckpt.task,
         "seq_len": int(task.seq_len),
     }
+    if ckpt.task_options.get("options"):  # e.g. SHD's binning: simulate and verify must load the same inputs
+        meta["task_options"] = dict(ckpt.task_options["options"])
     netlist = Netlist(meta=meta, nodes={n.name: n for n in nodes}, edges=edges)
     netlist.validate()
     check = simulate_snn(netlist, task.train.x[:n_calib].numpy())

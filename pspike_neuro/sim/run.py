@@ -23,7 +23,9 @@ PRECISIONS = {"fixed": "fixed_pt", "float": "floating_pt"}
 def load_inputs(netlist: Netlist, task_name: str | None, samples: int | None, data_dir=None):
     """Test split of the task (default: the one the netlist was calibrated on), first ``samples``."""
     name = task_name or netlist.meta["task"]
-    task = load_task(name, data_dir=data_dir)
+    # the options the network was trained with (SHD's binning, ...) apply to the task it was trained on
+    options = netlist.meta.get("task_options", {}) if name == netlist.meta["task"] else {}
+    task = load_task(name, data_dir=data_dir, **options)
     cfg = netlist.meta["model_config"]
     if (task.d_input, task.n_classes) != (cfg["d_input"], cfg["n_classes"]):
         raise UserError(f"task {name} has d_input={task.d_input}, n_classes={task.n_classes}; the netlist "
