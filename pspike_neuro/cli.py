@@ -439,6 +439,8 @@ def cmd_export(args) -> int:
                      affine_bits=args.affine_bits, calib_samples=args.calib_samples, density=args.density,
                      seed=args.seed)
     ckpt = load_checkpoint(args.checkpoint)
+    if args.data_dir is None:  # calibration reads the data folder the checkpoint records
+        check_io(args, ckpt.task_options.get("data_dir"))
     netlist, report = build_netlist(ckpt, qc, data_dir=args.data_dir)
     write_netlist(netlist, args.output)
     if args.netx:
@@ -499,6 +501,7 @@ def _compare(args):
         for name in args.cost_model:
             models[Path(name).stem if name.endswith(".json") else name] = load_cost_model(name)
     ckpt, netlist = load_checkpoint(args.checkpoint), read_netlist(args.netlist)
+    check_io(args, ckpt.task_options.get("data_dir"))  # the data folder the checkpoint records is read too
     result, activity = compare(ckpt, netlist, backend=args.backend, samples=args.samples, seed=args.seed,
                                seeds=args.seeds, max_accuracy_drop=args.max_accuracy_drop,
                                max_rate_diff=args.max_rate_diff, min_agreement=args.min_agreement,
@@ -551,6 +554,41 @@ COMMANDS = {"verify": cmd_verify, "report": cmd_report, "train": cmd_train, "eva
             "simulate": cmd_simulate, "demo": cmd_demo}
 
 
+#: per command: the arguments naming what it reads, and those naming what it writes (file or folder)
+READS = {"train": ("init", "data_dir"), "eval": ("checkpoint", "data_dir"), "export": ("checkpoint", "data_dir"),
+         "inspect": ("netlist",), "simulate": ("netlist", "data_dir"),
+         "verify": ("checkpoint", "netlist", "cost_model"), "report": ("checkpoint", "netlist", "cost_model"),
+         "demo": ()}
+WRITES = {"train": {"out": "folder"}, "export": {"output": "file", "netx": "file"}, "simulate": {"out": "folder"},
+          "report": {"out": "folder"}, "demo": {"out": "folder"}}
+ARG_NAMES = {"checkpoint": "the checkpoint", "netlist": "the netlist", "init": "the --init checkpoint",
+             "cost_model": "the cost model"}
+
+
+def _data_inputs(folder) -> list:
+    from .fileio import folder_and_files
+
+    paths = folder_and_files(folder)
+    return [("the data folder" if i == 0 else "the data file", p) for i, p in enumerate(paths)]
+
+
+def check_io(args, recorded_data_dir=None) -> None:
+    """Refuse an output that is, contains or would replace anything the command reads (fileio)."""
+    from .fileio import check_outputs_spare_inputs
+
+    inputs = []
+    for name in READS.get(args.command, ()):
+        values = getattr(args, name, None)
+        for value in values if isinstance(values, list) else [values]:
+            if value is None or (name == "cost_model" and not str(value).endswith(".json")):
+                continue
+            inputs += _data_inputs(value) if name == "data_dir" else [(ARG_NAMES[name], Path(value))]
+    inputs += _data_inputs(recorded_data_dir)
+    outputs = [(f"--{name.replace('_', '-')}", getattr(args, name, None), kind)
+               for name, kind in WRITES.get(args.command, {}).items()]
+    check_outputs_spare_inputs(outputs, inputs)
+
+
 def check_args(args) -> None:
     """Refuse, before any work starts, values no command can use: a seed outside the random
     generator's key range, counts below 1, tolerances that are not numbers, outputs that are folders
@@ -573,6 +611,7 @@ def check_args(args) -> None:
     agreement = getattr(args, "min_agreement", None)
     if agreement is not None and not 0 <= agreement <= 1:
         raise UserError(f"--min-agreement must be in [0, 1], got {agreement}")
+    check_io(args)
     if getattr(args, "out", None) is not None:
         check_output_folder(args.out, "--out")
     for name in ("output", "netx"):

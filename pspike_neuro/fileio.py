@@ -36,6 +36,66 @@ def check_output_file(path: str | os.PathLike, what: str) -> None:
     check_output_folder(target.parent, what)
 
 
+def _real(path: Path) -> str:
+    """The path with every symbolic link, ``..`` and ``.`` resolved (of its existing part)."""
+    return os.path.realpath(path)
+
+
+def same_path(a: Path, b: Path) -> bool:
+    """The same file or folder: one real path, or (hard links) one inode."""
+    if _real(a) == _real(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet
+        return False
+
+
+def within(inner: Path, folder: Path) -> bool:
+    """``inner`` is ``folder`` or lies somewhere below it."""
+    if same_path(inner, folder):
+        return True
+    real_inner, real_folder = _real(inner), _real(folder)
+    return real_inner.startswith(real_folder.rstrip(os.sep) + os.sep)
+
+
+def check_outputs_spare_inputs(outputs: list[tuple[str, str | os.PathLike, str]],
+                               inputs: list[tuple[str, str | os.PathLike]]) -> None:
+    """Refuse (one line naming both paths) an output that is, contains or would replace an input.
+
+    ``outputs``: ``(what, path, "file" | "folder")``, the files a command writes and the folders it
+    writes into; ``inputs``: ``(what, path)``, every file and folder it reads (a folder stands for
+    everything in it). A file output may not be an input file or an input folder; a folder output
+    may not be an input, nor contain one, since the command writes there. Two outputs may not be
+    the same path either. Symbolic links, ``..`` and hard links are seen through.
+    """
+    from .errors import UserError
+
+    outs = [(what, Path(p), kind) for what, p, kind in outputs if p is not None]
+    ins = [(what, Path(p)) for what, p in inputs if p is not None]
+    for what, out, kind in outs:
+        for in_what, inp in ins:
+            if same_path(out, inp):
+                raise UserError(f"{what} {out} is {in_what} {inp}, which this command reads; choose another "
+                                "path (nothing was written)")
+            if kind == "folder" and within(inp, out):
+                raise UserError(f"{what} {out} contains {in_what} {inp}, which this command reads; write into a "
+                                "folder of its own (nothing was written)")
+    for i, (what, out, _) in enumerate(outs):
+        for other_what, other, _ in outs[i + 1:]:
+            if same_path(out, other):
+                raise UserError(f"{what} {out} and {other_what} {other} are the same path; each output needs its own")
+
+
+def folder_and_files(folder: str | os.PathLike | None) -> list[Path]:
+    """A data folder as inputs: the folder itself and every file directly in it."""
+    if folder is None:
+        return []
+    path = Path(folder)
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else []
+    return [path] + files
+
+
 def _temp_beside(target: Path) -> str:
     """Check ``target``, clear dead writers' leftovers beside it, create the temporary file."""
     from .errors import UserError

@@ -120,6 +120,4 @@ def test_console_script_exit_code_and_message_for_a_non_checkpoint(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"pspike eval: error: checkpoint {bad}: not a pspike-neuro checkpoint (unreadable: "
-        + proc.stderr.split("(unreadable: ", 1)[1].strip()
-    ]
+        f"pspike eval: error: checkpoint {bad}: is a text file, not a pspike-neuro checkpoint"]

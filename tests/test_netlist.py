@@ -13,6 +13,7 @@ from pspike_neuro.export.hdf5 import read_netlist, write_netlist
 from pspike_neuro.export.netlist import Edge, NetlistError
 from pspike_neuro.export.nodes import NodeError, SparseSynapse, SSMNeuron, schema_markdown
 from pspike_neuro.quant.quantize import QuantConfig
+from tests.netlist_edit import crafted
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +84,7 @@ def test_file_and_memory_give_the_same_simulation(netlist, net_file):
 
 def _rewrite(src, dst, edit):
     dst.write_bytes(src.read_bytes())
-    with h5py.File(dst, "r+") as f:
+    with crafted(dst) as f:
         edit(f)
     return dst
 
@@ -113,9 +114,18 @@ def _rewrite(src, dst, edit):
     (lambda f: f["edges/dst_port"].__setitem__(1, b"mixer"), "fuse0: input port mixer is fed by more"),
 ])
 def test_damaged_netlists_are_refused_with_a_named_reason(net_file, tmp_path, edit, message):
+    """Edits sealed again (as a forger would) reach the structural checks, which name the reason;
+    the same edit left unsealed is refused by the integrity header before HDF5 parses the file."""
     bad = _rewrite(net_file, tmp_path / "bad.net", edit)
     with pytest.raises(UserError, match=message):
         read_netlist(bad)
+    plain = tmp_path / "plain.net"
+    plain.write_bytes(net_file.read_bytes())
+    with h5py.File(plain, "r+") as f:
+        edit(f)
+    with pytest.raises(UserError, match=r"(do not match the sha256 written with them|truncated or extended after "
+                                        r"it was written).*; export the checkpoint again$"):
+        read_netlist(plain)
 
 
 def test_cycle_is_refused(netlist):
@@ -129,11 +139,11 @@ def test_cycle_is_refused(netlist):
 def test_not_hdf5_truncated_missing(net_file, tmp_path):
     text = tmp_path / "notes.net"
     text.write_text("hello")
-    with pytest.raises(UserError, match="unreadable or corrupt HDF5"):
+    with pytest.raises(UserError, match="notes.net: is a text file, not a pspike-neuro netlist$"):
         read_netlist(text)
     cut = tmp_path / "cut.net"
     cut.write_bytes(net_file.read_bytes()[:3000])
-    with pytest.raises(UserError, match="netlist .*cut.net"):
+    with pytest.raises(UserError, match=r"cut.net: 2488 bytes after the header, the header says \d+ \(truncated"):
         read_netlist(cut)
     with pytest.raises(UserError, match="no such file"):
         read_netlist(tmp_path / "missing.net")

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..isolate import run_isolated
 from .dataset import SeqDataset, TaskData
 from .digits import load_sdigits
 from .options import require_int, require_real
@@ -148,7 +149,10 @@ def load_shd(data_dir, *, n_steps: int = 100, max_time: float = 1.0, spatial_bin
             require_int("shd", option, limit, 1)
     splits = []
     for name, limit in zip(SHD_FILE_NAMES, (limit_train, limit_test)):
-        x, y = read_shd_file(_find(data_dir, name), n_steps, max_time, spatial_bin, limit)
+        path = _find(data_dir, name)
+        # libhdf5 parses a third-party file: in a child process, so a damaged file cannot crash the command
+        x, y = run_isolated(read_shd_file, path, n_steps, max_time, spatial_bin, limit, what=f"SHD file {path}",
+                            timeout_s=3600)
         splits.append(SeqDataset.from_numpy(x, y))
     return TaskData(name="shd", train=splits[0], test=splits[1], n_classes=SHD_CLASSES, input_kind="real",
                     d_input=SHD_CHANNELS // spatial_bin, seq_len=n_steps, description=SHD_DESCRIPTION)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,8 @@ import torch
 from .. import __version__
 from ..errors import UserError
 from ..fileio import atomic_path, sha256_file
+from ..filekind import identify
+from ..isolate import run_isolated
 from ..models import SNN, ModelConfig, PSpikeSSM, SNNConfig
 
 FORMAT = "pspike-neuro-checkpoint"
@@ -97,18 +100,52 @@ def checkpoint_payload(model: PSpikeSSM | SNN, *, task: str, task_options: dict 
     return payload
 
 
+def _torch_load(path: Path):
+    """``torch.load`` with ``weights_only=True`` (run in an isolated child: torch's zip reader is C++)."""
+    try:
+        return "ok", torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a damaged pickle raises almost anything (even AssertionError)
+        text = str(exc)
+        if "Unsupported global" in text or "Unsupported class" in text or "weights_only" in text:
+            found = re.search(r"Unsupported (?:global|class):? (?:GLOBAL )?([\w.]+)", text)
+            return "objects", found[1] if found else ""
+        reason = text.strip().splitlines()[0][:160] if text.strip() else type(exc).__name__
+        return "damaged", reason
+
+
+def _foreign(payload) -> str:
+    """What a loadable PyTorch file that is not ours is, and where it goes."""
+    convert = "; convert it with 'pspike import FILE -o DIR'"
+    if isinstance(payload, dict) and ("pytorch-lightning_version" in payload or
+                                      ("state_dict" in payload and "epoch" in payload)):
+        return "a PyTorch Lightning checkpoint (as the P-SpikeSSM authors' code writes), not a pspike-neuro " \
+               "checkpoint" + convert
+    if isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
+        return "a bare PyTorch state dict (as the SiLIF repository's best_model.pth), not a pspike-neuro " \
+               "checkpoint" + convert
+    return f"a PyTorch file without the '{FORMAT}' format field, not a pspike-neuro checkpoint"
+
+
 def _read_payload(path: Path) -> dict:
     if not path.exists():
         raise UserError(f"checkpoint {path}: no such file")
     if path.is_dir():
         raise UserError(f"checkpoint {path}: is a directory (expected a model.pt file)")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a damaged pickle raises almost anything (even AssertionError)
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"checkpoint {path}: not a pspike-neuro checkpoint (unreadable: {reason})") from None
+    kind = identify(path)
+    if kind.name != "torch":
+        hint = f"; {kind.hint}" if kind.hint else ""
+        raise UserError(f"checkpoint {path}: is {kind.description}, not a pspike-neuro checkpoint{hint}")
+    status, payload = run_isolated(_torch_load, path, what=f"checkpoint {path}",
+                                   crash_hint="the file is damaged or is not a checkpoint")
+    if status == "objects":
+        which = f" ({payload})" if payload else ""
+        raise UserError(f"checkpoint {path}: pickles Python objects besides tensors{which}, which pspike never "
+                        "unpickles; a Lightning checkpoint of the P-SpikeSSM authors' code is converted by "
+                        "'pspike import FILE -o DIR'")
+    if status == "damaged":
+        raise UserError(f"checkpoint {path}: not a pspike-neuro checkpoint (unreadable: {payload})")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise UserError(f"checkpoint {path}: not a pspike-neuro checkpoint (no '{FORMAT}' format field)")
+        raise UserError(f"checkpoint {path}: is {_foreign(payload)}")
     missing = [k for k in REQUIRED if k not in payload]
     if missing:
         raise UserError(f"checkpoint {path}: missing field(s) {', '.join(missing)}")

@@ -16,7 +16,7 @@ from .nodes import (
 )
 
 FORMAT = "pspike-neuro-netlist"
-FORMAT_VERSION = 2  # 2: SSMNeuron.c_shift per neuron
+FORMAT_VERSION = 3  # 2: SSMNeuron.c_shift per neuron; 3: integrity header in the HDF5 user block
 META_KEYS = ("format", "format_version", "package_version", "source_sha256", "model_config",
              "quant_config", "seed", "latency_steps", "task")
 

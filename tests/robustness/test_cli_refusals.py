@@ -47,7 +47,7 @@ CASES = [
     (["export", "C", "-o", "F/x.net"], "--output F: exists and is not a folder"),
     (["export", "C", "-o", "D/o.net", "--netx", "D"], "--netx D: is a folder"),
     (["export", "N", "-o", "D/o.net"], "not a pspike-neuro checkpoint"),
-    (["inspect", "C"], "unreadable or corrupt HDF5 file"),
+    (["inspect", "C"], "is a PyTorch checkpoint, not a pspike-neuro netlist; 'pspike export CKPT -o model.net'"),
     (["inspect", "D"], "is a directory"),
     (["simulate", "N", "--samples", "0"], "--samples must be in 1..360"),
     (["simulate", "N", "--backend", "gpu"], "--backend must be one of reference, lava"),

@@ -13,6 +13,7 @@ from pspike_neuro.errors import UserError
 from pspike_neuro.export.hdf5 import MAX_ELEMENTS, read_netlist
 
 from .conftest import Watchdog, assert_one_line_error, run_cli
+from tests.netlist_edit import crafted
 
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -107,7 +108,7 @@ MUTATIONS = {
 def test_structural_damage_is_named(robust_net, tmp_path, name):
     mutate, message = MUTATIONS[name]
     path = _copy(robust_net, tmp_path)
-    with h5py.File(path, "r+") as f:
+    with crafted(path) as f:
         mutate(f)
     with Watchdog(), pytest.raises(UserError, match=message) as info:
         read_netlist(path)
@@ -117,7 +118,7 @@ def test_structural_damage_is_named(robust_net, tmp_path, name):
 @pytest.mark.parametrize("name", ["cycle", "huge declared dataset", "external link"])
 def test_cli_gives_one_line_and_exit_2(robust_net, tmp_path, name):
     path = _copy(robust_net, tmp_path)
-    with h5py.File(path, "r+") as f:
+    with crafted(path) as f:
         MUTATIONS[name][0](f)
     code, out, err = run_cli("inspect", path)
     assert code == 2 and out == ""

@@ -16,6 +16,7 @@ from pspike_neuro.export.hdf5 import read_netlist
 from pspike_neuro.export.nodes import NODE_TYPES
 
 from .conftest import Watchdog
+from tests.netlist_edit import crafted
 
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -43,7 +44,7 @@ def _fields(type_name, kind):
 @given(data=st.data())
 def test_any_scalar_field_edit_is_refused(robust_net, tmp_path, data):
     path = _copy(robust_net, tmp_path)
-    with h5py.File(path, "r+") as f:
+    with crafted(path) as f:
         name = data.draw(st.sampled_from(sorted(f["nodes"])), label="node")
         g = f["nodes"][name]
         fld = data.draw(st.sampled_from(_fields(g.attrs["type"], "scalar")), label="field")
@@ -70,7 +71,7 @@ def test_any_scalar_field_edit_is_refused(robust_net, tmp_path, data):
 @given(data=st.data())
 def test_any_array_element_edit_is_refused(robust_net, tmp_path, data):
     path = _copy(robust_net, tmp_path)
-    with h5py.File(path, "r+") as f:
+    with crafted(path) as f:
         name = data.draw(st.sampled_from(sorted(f["nodes"])), label="node")
         g = f["nodes"][name]
         fields = [fld for fld in _fields(g.attrs["type"], "array") if g[fld.name].size]
@@ -93,7 +94,7 @@ def test_any_array_element_edit_is_refused(robust_net, tmp_path, data):
 def test_any_float_parameter_meta_or_edge_edit_is_refused(robust_net, tmp_path, data):
     path = _copy(robust_net, tmp_path)
     where = data.draw(st.sampled_from(["float", "meta", "edge"]), label="where")
-    with h5py.File(path, "r+") as f:
+    with crafted(path) as f:
         if where == "float":
             name = data.draw(st.sampled_from(sorted(n for n in f["nodes"] if "float" in f["nodes"][n])))
             g = f["nodes"][name]["float"]
@@ -131,7 +132,7 @@ def test_any_float_parameter_meta_or_edge_edit_is_refused(robust_net, tmp_path, 
 def test_schema_violations_give_only_clear_errors(robust_net, tmp_path, data):
     """Replace a random array field by a wrong dtype, shape or out-of-range value; delete nodes/edges."""
     path = _copy(robust_net, tmp_path)
-    with h5py.File(path, "r+") as f:
+    with crafted(path) as f:
         node = data.draw(st.sampled_from(sorted(f["nodes"].keys())))
         g = f["nodes"][node]
         arrays = sorted(k for k in g.keys() if isinstance(g[k], h5py.Dataset))
