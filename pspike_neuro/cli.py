@@ -48,9 +48,14 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dt-max", type=float)
 
 
+INPUTS_HELP = ("inputs of your own: an .npz with x (samples, steps, channels), optional labels and lengths "
+               "(README, 'Inputs of your own'); default: the test split of the model's task")
+
+
 def _add_compare_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint")
     p.add_argument("netlist")
+    p.add_argument("--inputs", metavar="FILE.npz", help=INPUTS_HELP)
     p.add_argument("--backend", default="reference", help="reference (default) or lava")
     p.add_argument("--samples", type=int, help="test samples (default: all for reference, 8 for lava)")
     p.add_argument("--seed", type=int, help="first random seed, shared by both (default: the netlist's)")
@@ -108,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--fake-quant", type=int, metavar="BITS",
                    help="evaluate with the synaptic weights fake-quantized to BITS Lava weight bits")
+    p.add_argument("--inputs", metavar="FILE.npz", help=INPUTS_HELP + " (labels required)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("export", help="quantize a checkpoint and write a netlist (.net)")
@@ -137,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed of the samplers (default: the netlist's)")
     p.add_argument("--out", help="folder for activity.npz and summary.json")
     p.add_argument("--data-dir", help="folder with the real dataset's files (smnist, psmnist)")
+    p.add_argument("--inputs", metavar="FILE.npz", help=INPUTS_HELP)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("verify", help="compare the float model and the deployed netlist; exit 1 if a tolerance fails")
@@ -314,22 +321,27 @@ def _train_snn(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .data import load_recorded_task
+    from .data import SeqDataset, load_recorded_task
+    from .data.inputs import load_inputs_file
     from .export.checkpoint import load_checkpoint
     from .training import evaluate, resolve_device
 
-    if args.seeds < 1:
-        raise UserError(f"--seeds must be at least 1, got {args.seeds}")
     device = resolve_device(args.device)
     ckpt = load_checkpoint(args.checkpoint, device=str(device))
-    if not ckpt.task:
-        raise UserError(f"checkpoint {args.checkpoint}: records no task to evaluate on")
-    task = load_recorded_task(ckpt.task, ckpt.task_options, data_dir=args.data_dir)
-    if (task.d_input, task.n_classes) != (ckpt.config.d_input, ckpt.config.n_classes):
-        raise UserError(f"checkpoint {args.checkpoint}: model expects d_input={ckpt.config.d_input}, "
-                        f"n_classes={ckpt.config.n_classes} but task {task.name} has {task.d_input}, "
-                        f"{task.n_classes}")
-    # SiLIF networks are deterministic: one pass is the accuracy
+    if args.inputs:
+        given = load_inputs_file(args.inputs)
+        if given.labels is None:
+            raise UserError(f"inputs {args.inputs}: has no labels, so there is no accuracy to evaluate")
+        name, test = given.name, SeqDataset.from_numpy(given.x, given.labels, given.lengths)
+    else:
+        if not ckpt.task:
+            raise UserError(f"checkpoint {args.checkpoint}: records no task to evaluate on; give --inputs FILE.npz")
+        task = load_recorded_task(ckpt.task, ckpt.task_options, data_dir=args.data_dir)
+        if task.n_classes != ckpt.config.n_classes:
+            raise UserError(f"checkpoint {args.checkpoint}: model has {ckpt.config.n_classes} classes but task "
+                            f"{task.name} has {task.n_classes}")
+        name, test = task.name, task.test
+    # deterministic neurons (SiLIF, imported graphs): one pass is the accuracy
     seeds = list(range(args.seeds)) if ckpt.model_type == "pspike" else [0]
     if args.fake_quant is not None:
         from .quant.qat import fake_quantized
@@ -339,18 +351,17 @@ def cmd_eval(args) -> int:
         if not 1 <= args.fake_quant <= 8:
             raise UserError(f"--fake-quant must be in 1..8 (Lava synapses hold 8-bit weights), got {args.fake_quant}")
         with fake_quantized(ckpt.model, args.fake_quant):
-            result = evaluate(ckpt.model, task.test, seeds, args.batch_size, device)
+            result = evaluate(ckpt.model, test, seeds, args.batch_size, device)
     else:
-        result = evaluate(ckpt.model, task.test, seeds, args.batch_size, device)
-    out = {"checkpoint": str(args.checkpoint), "task": task.name, "test_accuracy": result["accuracy"],
+        result = evaluate(ckpt.model, test, seeds, args.batch_size, device)
+    out = {"checkpoint": str(args.checkpoint), "task": name, "test_accuracy": result["accuracy"],
            "test_accuracy_std": result["accuracy_std"], "test_accuracy_per_seed": result["per_seed"],
-           "inference_seeds": result["seeds"], "n_test": len(task.test), "fake_quant_bits": args.fake_quant}
+           "inference_seeds": result["seeds"], "n_test": len(test), "fake_quant_bits": args.fake_quant}
     if args.json:
         print(json.dumps(out, indent=2))
     else:
-        print(f"{task.name}: test accuracy {100 * out['test_accuracy']:.2f}% ± "
-              f"{100 * out['test_accuracy_std']:.2f} over {len(seeds)} inference seeds "
-              f"({len(task.test)} samples)")
+        print(f"{name}: test accuracy {100 * out['test_accuracy']:.2f}% ± "
+              f"{100 * out['test_accuracy_std']:.2f} over {len(seeds)} inference seeds ({len(test)} samples)")
     return 0
 
 
@@ -475,13 +486,13 @@ def cmd_simulate(args) -> int:
     netlist = read_netlist(args.netlist)
     summary = simulate_command(netlist, backend=args.backend, task=args.task, samples=args.samples,
                                seed=args.seed, precision=args.precision, out=args.out, data_dir=args.data_dir,
-                               progress=not args.json)
+                               progress=not args.json, inputs=args.inputs)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        rates = ", ".join(f"L{x['layer']} {100 * x['input_rate']:.1f}/{100 * x['output_rate']:.1f}%"
-                          for x in summary["layers"])
-        print(f"{summary['backend']} ({summary['precision']}): accuracy {100 * summary['accuracy']:.2f}% on "
+        rates = ", ".join(f"L{x['layer']} " + (f"{100 * x['input_rate']:.1f}/" if "input_rate" in x else "-/")
+                          + f"{100 * x['output_rate']:.1f}%" for x in summary["layers"])
+        print(f"{summary['backend']} ({summary['precision']}): accuracy {_pct(summary['accuracy'])} on "
               f"{summary['samples']} {summary['task']} samples, seed {summary['seed']}; spike rates in/out {rates}; "
               f"{summary['saturation_events']} saturation events; {summary['steps_per_second']:.0f} sample-steps/s")
     return 0
@@ -505,22 +516,27 @@ def _compare(args):
     result, activity = compare(ckpt, netlist, backend=args.backend, samples=args.samples, seed=args.seed,
                                seeds=args.seeds, max_accuracy_drop=args.max_accuracy_drop,
                                max_rate_diff=args.max_rate_diff, min_agreement=args.min_agreement,
-                               cost_models=models, progress=not args.json)
+                               cost_models=models, progress=not args.json, inputs=args.inputs)
     return ckpt, netlist, result, activity
+
+
+def _pct(value) -> str:
+    return "n/a (no labels)" if value is None else f"{100 * value:.2f}%"
 
 
 def print_verdict(result: dict) -> None:
     f, d = result["float"], result["deployed"]
     seeds = result["seeds"]
     which = f"seed {seeds[0]}" if len(seeds) == 1 else f"mean of seeds {seeds[0]}..{seeds[-1]}"
-    print(f"float {100 * f['accuracy']:.2f}% vs deployed ({result['backend']}) {100 * d['accuracy']:.2f}% on "
-          f"{result['samples']} samples, {which}")
+    print(f"float {_pct(f['accuracy'])} vs deployed ({result['backend']}) {_pct(d['accuracy'])} on "
+          f"{result['samples']} samples, {which}; same predicted class on "
+          f"{100 * result['prediction_agreement']:.2f}% of them")
     for name, model in d["energy"]["models"].items():
         print(f"  energy per inference ({name}): {model['total_pj'] / 1e6:.3f} uJ deployed, "
               f"{model['non_spiking_total_pj'] / 1e6:.3f} uJ non-spiking counterpart "
               f"({model['ratio_non_spiking_to_spiking']:.2f}x)")
     for r in result["layers"]:
-        print(f"  layer {r['layer']}: output rate {100 * r['output']['float_rate']:.2f}% vs "
+        print(f"  layer {r['layer']} ({r['node']}): output rate {100 * r['output']['float_rate']:.2f}% vs "
               f"{100 * r['output']['deployed_rate']:.2f}%, spike agreement {100 * r['output']['agreement']:.2f}%")
     print(f"  saturation events: {d['saturation_events']}")
     for name, c in result["checks"].items():
@@ -555,14 +571,16 @@ COMMANDS = {"verify": cmd_verify, "report": cmd_report, "train": cmd_train, "eva
 
 
 #: per command: the arguments naming what it reads, and those naming what it writes (file or folder)
-READS = {"train": ("init", "data_dir"), "eval": ("checkpoint", "data_dir"), "export": ("checkpoint", "data_dir"),
-         "inspect": ("netlist",), "simulate": ("netlist", "data_dir"),
-         "verify": ("checkpoint", "netlist", "cost_model"), "report": ("checkpoint", "netlist", "cost_model"),
+READS = {"train": ("init", "data_dir"), "eval": ("checkpoint", "data_dir", "inputs"),
+         "export": ("checkpoint", "data_dir", "calib_data"), "inspect": ("netlist",),
+         "simulate": ("netlist", "data_dir", "inputs"), "verify": ("checkpoint", "netlist", "cost_model", "inputs"),
+         "report": ("checkpoint", "netlist", "cost_model", "inputs"), "import": ("source", "calib_data"),
          "demo": ()}
 WRITES = {"train": {"out": "folder"}, "export": {"output": "file", "netx": "file"}, "simulate": {"out": "folder"},
-          "report": {"out": "folder"}, "demo": {"out": "folder"}}
+          "report": {"out": "folder"}, "demo": {"out": "folder"}, "import": {"output": "folder"}}
 ARG_NAMES = {"checkpoint": "the checkpoint", "netlist": "the netlist", "init": "the --init checkpoint",
-             "cost_model": "the cost model"}
+             "cost_model": "the cost model", "inputs": "the inputs", "calib_data": "the calibration data",
+             "source": "the source"}
 
 
 def _data_inputs(folder) -> list:

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import __version__
 from .export.checkpoint import Checkpoint
-from .export.netlist import Netlist
+from .graph import Netlist
 from .fileio import remove_stale
 from .verify import Activity
 
@@ -105,7 +105,7 @@ def probability_stats(activity: Activity) -> dict:
     """Per-neuron mean spike probability (float model, both samplers), pooled over layers."""
     out = {}
     for key, probs in (("output", activity.float_prob_out), ("input", activity.float_prob_in)):
-        means = np.concatenate([p[activity.valid].mean(0) for p in probs])
+        means = np.concatenate([p[activity.valid].mean(0) for p in probs if p is not None] or [np.zeros(0)])
         out[key] = {"neurons": int(means.size), "near_zero_threshold": NEAR_ZERO,
                     "fraction_near_zero": float((means < NEAR_ZERO).mean()),
                     "median": float(np.median(means)), "values": means.tolist()}
@@ -145,7 +145,7 @@ def figure_energy(energy: dict, path: Path) -> None:
         bottoms = np.zeros(2)
         for kind, color in zip(kinds, colors):
             vals = np.array([m["parts_pj"].get(kind, 0.0), m["non_spiking_parts_pj"].get(kind, 0.0)]) / 1e6
-            ax.bar(["P-SpikeSSM\n(deployed)", "non-spiking\ncounterpart"], vals, bottom=bottoms, color=color,
+            ax.bar(["spiking\n(deployed)", "non-spiking\ncounterpart"], vals, bottom=bottoms, color=color,
                    label=kind)
             bottoms += vals
         ax.set_ylabel("µJ per inference")
@@ -195,6 +195,8 @@ def _layer_rows(result: dict) -> list[list[str]]:
     rows = []
     for r in result["layers"]:
         for key in ("input", "output"):
+            if key not in r:
+                continue
             x = r[key]
             rows.append([str(r["layer"]), key, f"{100 * x['float_rate']:.2f} %", f"{100 * x['deployed_rate']:.2f} %",
                          f"{100 * x['relative_difference']:.2f} %", f"{x['per_neuron_correlation']:.4f}",
@@ -338,7 +340,7 @@ def write_report(out_dir, ckpt: Checkpoint, netlist: Netlist, result: dict, acti
         raster = figure_raster(activity, fig_dir / "raster.png")
         active = figure_active_ratio(activity, fig_dir / "active_ratio.png")
         probs = probability_stats(activity)
-        figure_probability_histogram(probs, fig_dir / "probability_histogram.png", deterministic=netlist.is_snn)
+        figure_probability_histogram(probs, fig_dir / "probability_histogram.png", deterministic=activity.deterministic)
         figure_energy(result["deployed"]["energy"], fig_dir / "energy.png")
         figure_rates(result, fig_dir / "rates.png")
         report = {

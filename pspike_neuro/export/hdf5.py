@@ -26,11 +26,11 @@ from ..errors import UserError
 from ..fileio import atomic_path
 from ..filekind import HDF5_DETAILS, NETLIST_MAGIC, identify
 from ..isolate import run_isolated
-from .netlist import FORMAT, FORMAT_VERSION, META_KEYS, Edge, Netlist, NetlistError
-from .nodes import NODE_TYPES, NodeError
+from ..graph import FORMAT, FORMAT_VERSION, META_KEYS, Edge, Netlist, NetlistError
+from ..nodes import REGISTRY, NodeError
 
 JSON_META = ("model_config", "quant_config")
-OPTIONAL_JSON_META = ("task_options",)  # the task options training used, when any
+OPTIONAL_JSON_META = ("task_options", "import_record")  # the task options training used; an import's record
 EDGE_FIELDS = ("src", "dst", "src_port", "dst_port")
 #: no dataset of a netlist may declare more elements than this (a compressed dataset of zeros can
 #: declare terabytes in a few kilobytes of file; it is refused before anything is read)
@@ -196,10 +196,10 @@ def _read_node(path: Path, name: str, g) -> object:
         raise UserError(f"netlist {path}: /nodes/{name} is not a group")
     _no_links(path, g, f"/nodes/{name}")
     type_name = _decode(g.attrs.get("type"))
-    cls = NODE_TYPES.get(type_name)
+    cls = REGISTRY.get(type_name)
     if cls is None:
         raise UserError(f"netlist {path}: node {name} has unknown type {type_name!r}; "
-                        f"known: {', '.join(NODE_TYPES)}")
+                        f"known: {', '.join(REGISTRY)}")
     declared = {fld.name: fld for fld in cls.FIELDS}
     values = {}
     for fld in cls.FIELDS:  # scalars first: they give the shapes the arrays must have

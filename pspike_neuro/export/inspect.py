@@ -4,75 +4,38 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..graph import Netlist
 from .mapping import LIMITS, Demand, place, synapse_bytes
-from .netlist import Netlist
-from .nodes import (
-    ClampFuse, CSiLIFNeuron, DenseSynapse, GradedInput, LeakyReadout, ReadoutIntegrator, SiLIFNeuron, SparseSynapse,
-    SpikeInput, SSMNeuron,
-)
-
-
-def _bits(node) -> dict:
-    if isinstance(node, SSMNeuron):
-        return {"decay": 12, "state": 24, "prob": node.prob_bits}
-    if isinstance(node, (SparseSynapse, DenseSynapse)):
-        return {"weight": node.num_weight_bits, "message": node.num_message_bits or 1}
-    if isinstance(node, (ClampFuse, ReadoutIntegrator, GradedInput)):
-        return {"state": 24, "message": 24}
-    if isinstance(node, (SiLIFNeuron, CSiLIFNeuron, LeakyReadout)):
-        return {"decay": 12, "state": 24, "message": 1}
-    if isinstance(node, SpikeInput):
-        return {"message": 1}
-    return {}
-
-
-def _demand(netlist: Netlist, node) -> Demand | None:
-    if isinstance(node, SSMNeuron):
-        return Demand(node.name, node.n * (node.n_modes + 1), 0)
-    if isinstance(node, (ClampFuse, ReadoutIntegrator, LeakyReadout)):
-        return Demand(node.name, node.n, 0)
-    if isinstance(node, (SiLIFNeuron, CSiLIFNeuron)):  # two state words: u and w, or Re and Im
-        return Demand(node.name, node.n, 0)
-    return None
 
 
 def describe(netlist: Netlist) -> dict:
+    """Nodes (bit widths, sizes, bytes), edges, latency and the Loihi 2 core mapping: every node
+    says its own (``bits``, ``describe``, ``compartments``, ``synapse_memory``); synapses are stored
+    on the core of their destination population."""
     nodes = []
     demands = {}
     for name in netlist.topological_order():
         node = netlist.nodes[name]
-        entry = {"name": name, "type": node.type_name(), "bits": _bits(node),
-                 "bytes": int(sum(v.nbytes for v in node.values.values() if isinstance(v, np.ndarray)))}
-        if isinstance(node, SSMNeuron):
-            entry.update(neurons=node.n, modes=node.n_modes, state_words=2 * node.n * node.n_modes)
-        elif isinstance(node, SparseSynapse):
-            entry.update(shape=[node.n_out, node.n_in], nonzeros=node.nnz,
-                         density=node.nnz / (node.n_out * node.n_in), weight_exp=node.weight_exp)
-        elif isinstance(node, DenseSynapse):
-            entry.update(shape=[node.n_out, node.n_in], nonzeros=int(np.count_nonzero(node.weights)),
-                         weight_exp=node.weight_exp)
-        else:
-            entry.update(neurons=node.n)
+        entry = {"name": name, "type": node.type_name(), "bits": node.bits(),
+                 "bytes": int(sum(v.nbytes for v in node.values.values() if isinstance(v, np.ndarray))),
+                 **node.describe()}
         nodes.append(entry)
-        demand = _demand(netlist, node)
-        if demand is not None:
-            demands[name] = demand
-    # synapses live on the core of their destination population
+        if node.compartments():
+            demands[name] = Demand(name, node.compartments(), 0)
     for e in netlist.edges:
-        syn = netlist.nodes[e.src]
-        if isinstance(syn, (SparseSynapse, DenseSynapse)) and e.dst in demands:
-            sparse = isinstance(syn, SparseSynapse)
-            nnz = syn.nnz if sparse else int(np.count_nonzero(syn.weights))
-            demands[e.dst].synapse_bytes += synapse_bytes(nnz, syn.num_weight_bits, syn.n_in, sparse)
+        memory = netlist.nodes[e.src].synapse_memory()
+        if memory is not None and e.dst in demands:
+            demands[e.dst].synapse_bytes += synapse_bytes(*memory)
     placements, cores, chips = place(list(demands.values()))
     summary = netlist.summary()
     return {
         "format_version": netlist.meta["format_version"],
         "task": netlist.meta["task"],
+        "model_type": netlist.meta.get("model_type", ""),
         "source_sha256": netlist.meta["source_sha256"],
         "nodes": nodes,
-        "edges": [{"src": e.src, "dst": e.dst, "src_port": e.src_port, "dst_port": e.dst_port}
-                  for e in netlist.edges],
+        "edges": [{"src": e.src, "dst": e.dst, "src_port": e.src_port, "dst_port": e.dst_port,
+                   "recurrent": e in netlist.schedule().back} for e in netlist.edges],
         "nonzero_synapses": summary["nonzero_synapses"],
         "parameter_bytes": summary["parameter_bytes"],
         "latency_steps": int(netlist.meta["latency_steps"]),
@@ -85,11 +48,11 @@ def describe(netlist: Netlist) -> dict:
 
 
 def render_text(info: dict) -> str:
-    lines = [f"netlist v{info['format_version']} for task {info['task']} "
+    lines = [f"netlist v{info['format_version']} of a {info['model_type'] or 'model'} for task {info['task'] or '(none)'} "
              f"(checkpoint sha256 {info['source_sha256'][:12]}...)",
              f"{'node':18s} {'type':18s} {'size':>16s} {'nonzeros':>9s} {'bytes':>9s}  bits"]
     for n in info["nodes"]:
-        size = "x".join(map(str, n["shape"])) if "shape" in n else f"{n['neurons']}" + (
+        size = "x".join(map(str, n["shape"])) if "shape" in n else f"{n.get('neurons', '')}" + (
             f" x {n['modes']} modes" if "modes" in n else "")
         bits = ", ".join(f"{k} {v}" for k, v in n["bits"].items())
         lines.append(f"{n['name']:18s} {n['type']:18s} {size:>16s} {str(n.get('nonzeros', '')):>9s} "

@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 
 from ..fileio import atomic_path
-from .netlist import Netlist
+from ..graph import Netlist
 
 CUBA_INTEGRATOR = {"iDecay": 4096, "vDecay": 0, "vThMant": 2**17 - 1, "refDelay": 1, "gradedSpike": False}
 BIAS_MANT_MAX = 4095  # 13-bit signed mantissa of Lava's LIF bias

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -154,6 +155,18 @@ class PSpikeSSM(nn.Module):
         else:
             pooled = (h * mask).sum(1) / mask.sum(1).clamp(min=1)
         return self.readout(pooled)
+
+    @torch.no_grad()
+    def layer_activity(self, x, lengths=None, noise=None) -> dict:
+        """Float64 class scores, and per block the input- and output-sampler spikes and their
+        probabilities ``clamp(p, 0, 1)`` (B, L, H) as numpy arrays, for verify and the report."""
+        probe: dict = {}
+        model = self.double()
+        scores = model(x.double() if x.is_floating_point() else x, lengths, noise=noise, probe=probe)
+        grab = lambda key, fn: [fn(probe[f"layer{l}.{key}"].numpy()) for l in range(self.cfg.n_layers)]  # noqa: E731
+        return {"scores": scores.numpy(), "spikes_in": grab("s_in", lambda a: a.astype(bool)),
+                "spikes_out": grab("o", lambda a: a.astype(bool)),
+                "prob_in": grab("p_in", lambda a: np.clip(a, 0, 1)), "prob_out": grab("q", lambda a: np.clip(a, 0, 1))}
 
     def ssm_parameters(self):
         """Parameters of the SSM kernels that get their own optimizer group."""

@@ -33,6 +33,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -226,6 +227,17 @@ class SNN(nn.Module):
         if mask is not None:
             p = p * mask
         return p.sum(1)
+
+    @torch.no_grad()
+    def layer_activity(self, x, lengths=None, noise=None) -> dict:
+        """Float64 class scores and every layer's input and output spikes (B, T, n) as numpy arrays;
+        the neurons are deterministic, so their spike "probabilities" are the spikes themselves."""
+        probe: dict = {}
+        scores = self.double()(x.double(), lengths, probe=probe)
+        s_out = [probe[f"layer{l}.s"].numpy().astype(bool) for l in range(self.cfg.n_layers)]
+        s_in = [x.numpy() != 0] + s_out[:-1]
+        return {"scores": scores.numpy(), "spikes_in": s_in, "spikes_out": s_out,
+                "prob_in": [s.astype(np.float64) for s in s_in], "prob_out": [s.astype(np.float64) for s in s_out]}
 
     def ssm_parameters(self):
         """No separate optimizer group: the authors train every parameter with one Adam."""

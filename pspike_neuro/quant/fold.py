@@ -1,6 +1,8 @@
-"""Fold a trained float P-SpikeSSM into the per-layer affine form the integer network uses.
+"""Fold a trained float model into a float graph: the node types' float parameters, exact in float
+arithmetic (docs/numerics.md §3, §5). Quantization (quant/quantize.py) then turns the float graph into
+the integer netlist, one path for every model family; ``FOLDERS`` says how each family folds.
 
-Folding is exact in float arithmetic (docs/numerics.md §3):
+P-SpikeSSM:
 
 * input sampler: ``p_in = alpha * x + beta`` (pre-BatchNorm and ``a_in, b_in`` merged);
 * SSM neuron: modes rescaled so that ``|Bbar| = 1``; the readout ``C' = 2 |a_out| C |Bbar|``,
@@ -9,50 +11,39 @@ Folding is exact in float arithmetic (docs/numerics.md §3):
   sign is folded into C' and D' and ``sign = 1``);
 * ClampFuse: ``x_next = post_scale * (x + psi(W o + c)) + post_offset`` (post-BatchNorm folded; the
   identity for pre-norm models);
-* final norm and mean-pool readout: ``logits = W_r' mean_t(x_M) + b_r'``.
+* final norm and mean-pool readout: ``logits = W_r' mean_t(x_M) + b_r'`` (an integrator whose sum
+  over the valid steps has the same argmax).
+
+SiLIF / C-SiLIF: BatchNorm ``g (W x) + h`` with ``g = gamma / sqrt(var + eps)``, ``h = beta - mean g``;
+``dt`` disappears into the decays. SiLIF: synapse ``diag(g) W``, bias ``h``. C-SiLIF: the real input
+gain ``b`` joins the synapse, ``diag(b g) W`` and bias ``b h``. Readout: ``(1 - alpha_r)`` joins the
+synapse, ``diag((1 - alpha_r) g_r) W_r`` and bias ``(1 - alpha_r) h_r``.
 
 What the integer path cannot represent is refused here with a message naming the layer and fix.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from ..errors import UserError
-from ..models import ModelConfig, PSpikeSSM
+from ..graph import Edge, Netlist
+from ..models import SNN, ModelConfig, PSpikeSSM
 from ..models.pspike import SequenceNorm
-from ..sim import kernels
+from ..models.silif import CSiLIFLayer
+from ..nodes import FloatNode
+from ..nodes.clamp_fuse import ClampFuse
+from ..nodes.csilif_neuron import CSiLIFNeuron
+from ..nodes.graded_input import GradedInput
+from ..nodes.leaky_readout import LeakyReadout
+from ..nodes.readout_integrator import ReadoutIntegrator
+from ..nodes.silif_neuron import SiLIFNeuron
+from ..nodes.spike_input import SpikeInput
+from ..nodes.ssm_neuron import SSMNeuron
+from ..nodes.synapses import DenseSynapse, SparseSynapse
 
-
-@dataclass
-class FoldedBlock:
-    alpha: np.ndarray        # (H,)
-    beta: np.ndarray         # (H,)
-    lam: np.ndarray          # (H, M) complex, discrete decays
-    b_unit: np.ndarray       # (H, M) complex, Bbar / |Bbar|
-    c: np.ndarray            # (H, M) complex, readout into probability units
-    d: np.ndarray            # (H,)
-    b_out: np.ndarray        # (H,)
-    out_sign: np.ndarray     # (H,) +-1
-    phi: str
-    w_mix: np.ndarray        # (H, H)
-    c_mix: np.ndarray        # (H,)
-    psi: str
-    residual: bool
-    post_scale: np.ndarray   # (H,)
-    post_offset: np.ndarray  # (H,)
-
-
-@dataclass
-class FoldedNetwork:
-    config: ModelConfig
-    encoder: torch.nn.Module  # stays on the host
-    blocks: list[FoldedBlock]
-    w_readout: np.ndarray     # (classes, H)
-    b_readout: np.ndarray     # (classes,)
+SITES_PER_LAYER = 4  # sampling sites 4 * layer + k (models/pspike.py)
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -90,13 +81,21 @@ def check_deployable(cfg: ModelConfig) -> None:
                         "export a model trained with --sampler stochastic")
 
 
-def fold_model(model: PSpikeSSM) -> FoldedNetwork:
+def _encoder_floats(encoder: torch.nn.Module) -> dict:
+    if isinstance(encoder, torch.nn.Embedding):
+        return {"embedding": _np(encoder.weight)}
+    return {"encoder_weight": _np(encoder.weight), "encoder_bias": _np(encoder.bias)}
+
+
+def fold_pspike(model: PSpikeSSM, prob_bits: int) -> Netlist:
+    """A P-SpikeSSM as a float graph: input -> (neuron -> mixer -> fuse) per block -> readout."""
     cfg = model.cfg
     check_deployable(cfg)
     h = cfg.d_model
-    blocks = []
+    nodes = [FloatNode(GradedInput, "input", {"n": h}, _encoder_floats(model.encoder))]
+    edges = [Edge("input", "neuron0"), Edge("input", "fuse0", dst_port="residual")]
     with torch.no_grad():
-        for block in model.blocks:
+        for l, block in enumerate(model.blocks):
             pre_scale, pre_offset = _batchnorm_affine(block.norm_pre, h)
             a_in, b_in = _np(block.a_in), _np(block.b_in)
             lam, bbar, c = (t.detach().cpu().to(torch.complex128).numpy() for t in block.ssm.discrete())
@@ -109,91 +108,91 @@ def fold_model(model: PSpikeSSM) -> FoldedNetwork:
                 sign, gain = np.where(a_out < 0, -1.0, 1.0), np.abs(a_out)
             else:
                 sign, gain = np.ones(h), a_out
+            b_unit, c_fold = bbar / mag, 2 * gain[:, None] * c * mag
             post_scale, post_offset = _batchnorm_affine(block.norm_post, h)
-            blocks.append(FoldedBlock(
-                alpha=a_in * pre_scale, beta=a_in * pre_offset + b_in,
-                lam=lam, b_unit=bbar / mag, c=2 * gain[:, None] * c * mag, d=gain * _np(block.ssm.D),
-                b_out=_np(block.b_out), out_sign=sign, phi=cfg.phi,
-                w_mix=_np(block.mixer.weight), c_mix=_np(block.mixer.bias), psi=cfg.psi,
-                residual=cfg.residual, post_scale=post_scale, post_offset=post_offset,
-            ))
+            nodes += [
+                FloatNode(SSMNeuron, f"neuron{l}",
+                          dict(layer=l, n=h, n_modes=lam.shape[1], prob_bits=prob_bits, site_in=SITES_PER_LAYER * l,
+                               site_out=SITES_PER_LAYER * l + 1, phi=cfg.phi),
+                          dict(alpha=a_in * pre_scale, beta=a_in * pre_offset + b_in, lam_re=lam.real, lam_im=lam.imag,
+                               b_unit_re=b_unit.real, b_unit_im=b_unit.imag, c_re=c_fold.real, c_im=c_fold.imag,
+                               d=gain * _np(block.ssm.D), b_out=_np(block.b_out), out_sign=sign)),
+                FloatNode(SparseSynapse, f"mixer{l}", dict(n_in=h, n_out=h), dict(weight=_np(block.mixer.weight))),
+                FloatNode(ClampFuse, f"fuse{l}", dict(layer=l, n=h, psi=cfg.psi, residual=cfg.residual),
+                          dict(bias=_np(block.mixer.bias), post_scale=post_scale, post_offset=post_offset)),
+            ]
+            edges += [Edge(f"neuron{l}", f"mixer{l}"), Edge(f"mixer{l}", f"fuse{l}", dst_port="mixer")]
+            if l + 1 < cfg.n_layers:
+                edges += [Edge(f"fuse{l}", f"neuron{l + 1}"), Edge(f"fuse{l}", f"fuse{l + 1}", dst_port="residual")]
         fin_scale, fin_offset = _batchnorm_affine(model.final_norm, h)
         w_r, b_r = _np(model.readout.weight), _np(model.readout.bias)
-    return FoldedNetwork(config=cfg, encoder=model.encoder, blocks=blocks,
-                         w_readout=w_r * fin_scale[None, :], b_readout=w_r @ fin_offset + b_r)
+    nodes += [FloatNode(DenseSynapse, "readout_synapse", dict(n_in=h, n_out=cfg.n_classes),
+                        dict(weight=w_r * fin_scale[None, :])),
+              FloatNode(ReadoutIntegrator, "readout", dict(n=cfg.n_classes), dict(bias=w_r @ fin_offset + b_r))]
+    edges += [Edge(f"fuse{cfg.n_layers - 1}", "readout_synapse"), Edge("readout_synapse", "readout")]
+    return Netlist(meta={}, nodes={n.name: n for n in nodes}, edges=edges)
 
 
-def encode(folded: FoldedNetwork, x: torch.Tensor) -> np.ndarray:
-    """Host-side encoder output (B, L, H) in float64."""
+def _bn_affine(norm: torch.nn.BatchNorm1d) -> tuple[np.ndarray, np.ndarray]:
+    g = _np(norm.weight) / np.sqrt(_np(norm.running_var) + norm.eps)
+    return g, _np(norm.bias) - _np(norm.running_mean) * g
+
+
+def _finite(name: str, values: dict) -> None:
+    for key, value in values.items():
+        if isinstance(value, np.ndarray) and not np.all(np.isfinite(value)):
+            raise UserError(f"{name}: {key} has NaN or infinite values; the checkpoint cannot be deployed")
+
+
+def fold_snn(model: SNN, prob_bits: int) -> Netlist:
+    """A SiLIF / C-SiLIF network as a float graph: input -> (synapse -> neurons) per layer -> readout."""
+    nodes = [FloatNode(SpikeInput, "input", {"n": model.cfg.d_input}, {})]
+    edges, prev = [], "input"
     with torch.no_grad():
-        return _np(folded.encoder(x))
-
-
-def activation_np(name: str, v: np.ndarray) -> np.ndarray:
-    return np.maximum(v, 0.0) if name == "relu" else v
-
-
-def float_forward(folded: FoldedNetwork, x0: np.ndarray, uniforms, lengths=None, record=None) -> np.ndarray:
-    """Step-by-step float forward of the folded network; returns logits (B, classes).
-
-    ``uniforms(site, t) -> (B, H)`` supplies the uniform numbers (common random numbers).
-    ``record``, if a dict, receives per-layer arrays of the quantities calibration needs:
-    ``x{l}`` (B, L, H) block inputs, ``z{l}_max`` max |Re|, |Im| of the state, ``v{l}``
-    pre-clamp output-sampler values, ``acc`` the readout sums.
-    """
-    batch, length, _ = x0.shape
-    valid = np.ones((batch, length), bool) if lengths is None else np.arange(length)[None] < lengths[:, None]
-    x = x0
-    # one compiled pass per step where it reproduces numpy's arithmetic on this machine (checked once)
-    fused = kernels.calib_step_matches_numpy()
-    for l, blk in enumerate(folded.blocks):
-        state_shape = (batch,) + blk.lam.shape
-        zmax = 0.0
-        out = np.empty_like(x)
-        vs = np.empty_like(x)
-        if fused:
-            zr, zi = np.zeros(state_shape), np.zeros(state_shape)
-            params = kernels.calib_params(blk.lam, blk.b_unit, blk.c)
-            v_ssm = np.empty((batch, state_shape[1]))
-        else:
-            z = np.zeros(state_shape, complex)
-            z_parts = z.view(np.float64)  # real and imaginary parts side by side, for the maximum
-            cz = np.empty_like(z)  # c * z, written in place each step (no 16 MB allocation per step)
-            fast = kernels.AVAILABLE and z.size > 0
-            b_parts = np.ascontiguousarray(blk.b_unit, complex).view(np.float64)
-        for t in range(length):
-            p_in = blk.alpha * x[:, t] + blk.beta
-            s = (uniforms(4 * l, t) < p_in) & valid[:, t, None]
-            if fused:  # the numpy lines below, fused into one pass over the state
-                zmax = max(zmax, kernels.calib_step(zr, zi, params, s, v_ssm))
-                v = v_ssm + blk.d * s
+        for l, layer in enumerate(model.layers):
+            g, h = _bn_affine(layer.norm)
+            w = _np(layer.linear.weight)
+            if isinstance(layer, CSiLIFLayer):
+                lam, b = layer.coefficients()
+                lam = lam.detach().to(torch.complex128).numpy()
+                b = _np(b)
+                weight = (b * g)[:, None] * w
+                neuron = FloatNode(CSiLIFNeuron, f"neuron{l}", dict(layer=l, n=len(g)),
+                                   dict(lam_re=lam.real.copy(), lam_im=lam.imag.copy(), bias=b * h))
             else:
-                # z = lam z + b_unit s, computed in place: the same products and sums, with b_unit added
-                # only where s is 1 (adding b_unit * 0 could only change the sign of a zero) -- 4x faster
-                np.multiply(blk.lam, z, out=z)
-                if fast:  # the same element-wise IEEE additions, compiled
-                    kernels.add_rows_where(z_parts, b_parts, s)
-                else:
-                    np.add(z, blk.b_unit, out=z, where=s[..., None])
-                if z_parts.size:  # max |Re z|, |Im z| (exact, whatever the order)
-                    zmax = max(zmax, kernels.max_abs(z_parts) if fast
-                               else max(float(z_parts.max()), -float(z_parts.min())))
-                v = np.multiply(blk.c, z, out=cz).sum(-1).real + blk.d * s
-            vs[:, t] = v
-            q = blk.out_sign * activation_np(blk.phi, v) + blk.b_out
-            o = uniforms(4 * l + 1, t) < q
-            m = activation_np(blk.psi, o @ blk.w_mix.T + blk.c_mix)
-            y = x[:, t] + m if blk.residual else m
-            out[:, t] = blk.post_scale * y + blk.post_offset
-        if record is not None:
-            record[f"x{l}"] = x
-            record[f"z{l}_max"] = zmax
-            record[f"v{l}"] = vs
-        x = out
-    per_step = x @ folded.w_readout.T  # (B, L, classes)
-    steps = valid.sum(1, keepdims=True)
-    sums = (per_step * valid[..., None]).sum(1) + steps * folded.b_readout
-    if record is not None:
-        record["x_out"] = x
-        record["acc"] = np.cumsum(per_step * valid[..., None] + folded.b_readout * valid[..., None], axis=1)
-    return sums / steps
+                alpha, beta, a, b = (_np(t) for t in layer.coefficients())
+                weight = g[:, None] * w
+                neuron = FloatNode(SiLIFNeuron, f"neuron{l}", dict(layer=l, n=len(g)),
+                                   dict(alpha=alpha, beta=beta, a=a, b=b, bias=h))
+            _finite(f"layer {l}", {**neuron.floats, "weight": weight})
+            nodes += [FloatNode(DenseSynapse, f"synapse{l}", dict(n_in=w.shape[1], n_out=w.shape[0]),
+                                dict(weight=weight)), neuron]
+            edges += [Edge(prev, f"synapse{l}"), Edge(f"synapse{l}", f"neuron{l}")]
+            prev = f"neuron{l}"
+        g, h = _bn_affine(model.readout.norm)
+        alpha = _np(model.readout.clamped_alpha())
+        w = _np(model.readout.linear.weight)
+        weight, bias = ((1 - alpha) * g)[:, None] * w, (1 - alpha) * h
+    _finite("readout", {"weight": weight, "bias": bias})
+    nodes += [FloatNode(DenseSynapse, "readout_synapse", dict(n_in=w.shape[1], n_out=w.shape[0]), dict(weight=weight)),
+              FloatNode(LeakyReadout, "readout", dict(n=len(alpha)), dict(alpha=alpha, bias=bias))]
+    edges += [Edge(prev, "readout_synapse"), Edge("readout_synapse", "readout")]
+    return Netlist(meta={}, nodes={n.name: n for n in nodes}, edges=edges)
+
+
+#: how each model family becomes a float graph
+FOLDERS = {PSpikeSSM: fold_pspike, SNN: fold_snn}
+
+
+def register_folder(model_class, folder) -> None:
+    FOLDERS[model_class] = folder
+
+
+def fold(model: torch.nn.Module, prob_bits: int = 16) -> Netlist:
+    """The float graph of ``model``; a model class without a folder is refused by name."""
+    folder = FOLDERS.get(type(model))
+    if folder is None:
+        raise UserError(f"a {type(model).__name__} model has no deployment path (no folder in quant.fold.FOLDERS)")
+    graph = folder(model.eval(), prob_bits)
+    graph.validate(require_meta=False)
+    return graph

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..models import PSpikeSSM
-from .fixed import quantize_weights
+from ..numerics.fixed import quantize_weights
 
 
 def lava_grid(w: torch.Tensor, num_weight_bits: int) -> torch.Tensor:

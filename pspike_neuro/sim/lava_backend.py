@@ -1,23 +1,24 @@
-"""Build the Lava process graph of a netlist, run it under Loihi2SimCfg, collect what it recorded.
+"""Build the Lava process graph of any netlist, run it under Loihi2SimCfg, collect what it recorded.
 
-One Lava network per batch of samples (Lava processes cannot be rerun after ``stop()``, and
-building and compiling a network costs as much as a few hundred steps): the samples run back to
-back in time, ``period = length + latency`` Lava steps each, every process resetting its state
-where its own view of a sample begins (``sim/lava/models.py``)::
+Every node becomes one process: Lava's own ``Dense``/``Sparse`` for synapses (their types say so,
+``lava_library``), ``ReplaySource`` for the source (its rows computed on the host: the encoder and the
+24-bit messages), and the generic process of ``sim/lava`` running the node type's step for
+everything else. Edges become port connections; several edges into one port are summed by Lava.
 
-    GradedSource ─► SSMNeuron_0 ─► Sparse (mixer_0) ─► ClampFuse_0.mixer ─► SSMNeuron_1 ...
-          └─────────────────────────────────────────► ClampFuse_0.residual ─► ClampFuse_1.residual ...
-    ClampFuse_last ─► Dense (readout) ─► ReadoutIntegrator
-
+Timing: a Lava synapse adds one step, our processes none. A node's ``latency`` is the Lava steps
+between the source sending a model step and the node seeing it (the largest over its forward
+inputs); an in port whose inputs arrive earlier waits in a buffer. A recurrent edge must arrive one
+model step late, which a synapse on the loop provides; a loop without a synapse would deadlock Lava
+and is refused. One network runs up to 64 samples back to back (Lava processes cannot be rerun
+after ``stop()``, and building and compiling a network costs as much as a few hundred steps);
+graphs with loops leave one idle step between samples so that nothing recurrent crosses over.
 Every process saves its recordings to a temporary folder at the last step (reading Lava Vars costs
-about 20 µs per element). ``fixed_pt`` runs the integer contract, ``floating_pt`` the folded float
-network carried in the netlist's ``float/`` parameters.
+about 20 µs per element). ``fixed_pt`` runs the integer contract, ``floating_pt`` the float steps.
 """
 
 from __future__ import annotations
 
 import tempfile
-
 from pathlib import Path
 
 # Lava sets the 'fork' start method when this module is imported and fails if any library chose a
@@ -26,63 +27,12 @@ import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
 import numpy as np
 
 from ..errors import UserError
-from ..export.netlist import Netlist
-from .reference import ReferenceResult, quantize_input
+from ..graph import Netlist, RunResult, lava_latency, valid_mask
+from ..nodes import RunContext
+from ..numerics.fixed import SaturationCounter, shift
 
 BACKEND_TAGS = ("fixed_pt", "floating_pt")
-
-
-def _node_params(node) -> dict:
-    return dict(node.values)
-
-
-def _build(netlist: Netlist, x_batch: np.ndarray, samples: np.ndarray, seed: int, valid_lengths: np.ndarray,
-           tag: str, record_dir: Path, record_states: bool):
-    from lava.proc.dense.process import Dense
-    from lava.proc.sparse.process import Sparse
-
-    from .lava.processes import ClampFuse, GradedSource, ReadoutIntegrator, SSMNeuron
-
-    length = x_batch.shape[1]
-    blocks = netlist.blocks()
-    period = length + int(netlist.meta["latency_steps"])
-    num_steps = len(samples) * period
-    run = dict(seed=seed, samples=np.asarray(samples, np.int64), length=length,
-               valid_lengths=np.asarray(valid_lengths, np.int64), period=period, num_steps=num_steps)
-    source = GradedSource(data=x_batch, **run)
-    stream = source.s_out
-    procs = {"source": source}
-    for l, blk in enumerate(blocks):
-        neuron, mixer, fuse = blk["neuron"], blk["mixer"], blk["fuse"]
-        nrn = SSMNeuron(n=neuron.n, layer=l, params=_node_params(neuron), floats=neuron.floats,
-                        record_path=str(record_dir / f"neuron{l}.npz"), record_states=record_states, **run)
-        if tag == "fixed_pt":
-            syn = Sparse(weights=mixer.to_scipy(), weight_exp=mixer.weight_exp,
-                         num_weight_bits=mixer.num_weight_bits, num_message_bits=0)
-        else:
-            syn = Sparse(weights=mixer.floats["weight"], num_message_bits=0)
-        fz = ClampFuse(n=fuse.n, layer=l, params=_node_params(fuse), floats=fuse.floats,
-                       record_path=str(record_dir / f"fuse{l}.npz"), **run)
-        stream.connect(nrn.a_in)
-        stream.connect(fz.residual)
-        nrn.s_out.connect(syn.s_in)
-        syn.a_out.connect(fz.mixer)
-        stream = fz.x_out
-        procs.update({f"neuron{l}": nrn, f"mixer{l}": syn, f"fuse{l}": fz})
-    rsyn, integ = netlist.nodes["readout_synapse"], netlist.nodes["readout"]
-    if tag == "fixed_pt":
-        dense = Dense(weights=rsyn.weights.astype(np.int32), weight_exp=rsyn.weight_exp,
-                      num_weight_bits=rsyn.num_weight_bits, num_message_bits=rsyn.num_message_bits)
-    else:
-        dense = Dense(weights=rsyn.floats["weight"], num_message_bits=24)
-    readout = ReadoutIntegrator(n=integ.n, layer=len(blocks), params=_node_params(integ), floats=integ.floats,
-                                record_path=str(record_dir / "readout.npz"), **run)
-    stream.connect(dense.s_in)
-    dense.a_out.connect(readout.a_in)
-    procs.update({"readout_synapse": dense, "readout": readout})
-    return source, num_steps
-
-
+SAMPLES_PER_NETWORK = 64
 INT32_MAX = 2**31 - 1
 
 
@@ -90,12 +40,10 @@ def check_int32_sums(netlist: Netlist) -> None:
     """Refuse a netlist whose synaptic sums could exceed Lava's int32 synapse output ports.
 
     Lava's bit-accurate Dense/Sparse send ``a_out`` as int32, so a larger sum would wrap silently.
-    Worst cases: every binary input active for a mixer, every graded input at 2^23 - 1 for the readout.
+    Worst cases: every binary input active, every graded input at 2^23 - 1.
     """
-    from ..quant.fixed import shift
-
     for name, node in netlist.nodes.items():
-        if not hasattr(node, "weight_exp"):
+        if node.TYPE.ROLE != "synapse":
             continue
         w = np.abs(node.to_dense())
         peak = 1 if node.num_message_bits == 0 else 2**23 - 1
@@ -105,61 +53,123 @@ def check_int32_sums(netlist: Netlist) -> None:
                             "synapses; re-export with fewer fraction bits (this netlist cannot run in Lava exactly)")
 
 
-SAMPLES_PER_NETWORK = 64
+def port_delays(netlist: Netlist, latency: dict) -> dict:
+    """Steps each in port of each node waits so that its inputs line up with its view of a model
+    step (recurrent edges one model step later). Refuses what Lava cannot line up."""
+    sched = netlist.schedule()
+    for group in sched.groups:
+        if len(group) > 1 and not any(netlist.nodes[n].lava_latency() for n in group):
+            raise UserError(f"the loop through {', '.join(group)} has no synapse on it: in Lava it would wait on "
+                            "itself; this netlist runs in the reference simulator only")
+    delays: dict = {name: {} for name in netlist.nodes}
+    for e in netlist.edges:
+        arrival = latency[e.src] + netlist.nodes[e.src].lava_latency()
+        wanted = latency[e.dst] + (1 if e in sched.back else 0)
+        delay = wanted - arrival
+        dst = netlist.nodes[e.dst]
+        if delay < 0 or (delay > 0 and dst.TYPE.ROLE == "synapse"):  # Lava's synapses have no buffers
+            raise UserError(f"edge {e.src}->{e.dst}: a loop without a synapse on it (or one through several) "
+                            "cannot keep its one-step delay in Lava; this netlist runs in the reference simulator only")
+        if delays[e.dst].setdefault(e.dst_port, delay) != delay:
+            raise UserError(f"node {e.dst}: its input {e.dst_port} sums values that reach it after different "
+                            "delays in Lava")
+    return delays
 
 
-def run_lava(netlist: Netlist, x0: np.ndarray, sample_ids, seed: int, lengths=None, tag: str = "fixed_pt",
+def run_lava(netlist: Netlist, x, sample_ids=None, seed: int = 0, lengths=None, tag: str = "fixed_pt",
              record_states: bool = False, progress=None,
-             samples_per_network: int = SAMPLES_PER_NETWORK) -> ReferenceResult:
-    """Simulate host-encoded inputs ``x0`` (B, L, H) in Lava; returns what the reference returns.
+             samples_per_network: int = SAMPLES_PER_NETWORK) -> RunResult:
+    """Simulate raw inputs ``x`` in Lava; returns what the reference simulator returns.
 
     Up to ``samples_per_network`` samples share one Lava network and run one after the other;
     ``progress(n)`` is called after each network with its number of samples.
     """
     if tag not in BACKEND_TAGS:
         raise UserError(f"Lava backend precision must be one of {', '.join(BACKEND_TAGS)}, got {tag!r}")
-    if tag == "fixed_pt":
-        check_int32_sums(netlist)
-    batch, length, _ = x0.shape
-    lengths = np.full(batch, length) if lengths is None else np.asarray(lengths)
-    sample_ids = np.asarray(sample_ids)
     if samples_per_network < 1:
         raise UserError(f"samples_per_network must be at least 1, got {samples_per_network}")
-    per_network = []
-    sat_total: dict[str, int] = {}
+    integer = tag == "fixed_pt"
+    if integer:
+        check_int32_sums(netlist)
+    x = np.asarray(x)
+    batch, length = x.shape[0], x.shape[1]
+    sample_ids = np.arange(batch) if sample_ids is None else np.asarray(sample_ids)
+    valid = valid_mask(batch, length, lengths)
+    latency = lava_latency(netlist)
+    delays = port_delays(netlist, latency)
+    source = netlist.source()
+    host = RunContext(seed=int(seed), samples=sample_ids, valid=valid)
+    data = (source.int_sequence if integer else source.float_sequence)({"external": x}, host)[0]["out"]
+    period = length + (1 if netlist.schedule().back else 0)
+    outputs: dict = {source.name: [data]}
+    records: dict = {}
+    saturation = SaturationCounter()
+    for key, count in host.sat.as_dict().items():
+        saturation.add(key, count)
     for lo in range(0, batch, samples_per_network):
         hi = min(batch, lo + samples_per_network)
         ids = sample_ids[lo:hi]
         which = f"sample {int(ids[0])}" if len(ids) == 1 else f"samples {int(ids[0])}..{int(ids[-1])}"
-        if tag == "fixed_pt":
-            counts = _Counts()
-            x_batch = quantize_input(x0[lo:hi], netlist.nodes["input"].frac_bits, counts)
-        else:
-            x_batch = x0[lo:hi]
+        run = dict(seed=int(seed), samples=ids.astype(np.int64), length=length, period=period,
+                   valid_lengths=valid[lo:hi].sum(1).astype(np.int64), record_states=record_states,
+                   num_steps=(hi - lo) * period + max(latency.values()) + 1)
         with tempfile.TemporaryDirectory(prefix="pspike-lava-") as tmp:
-            record_dir = Path(tmp)
-            source, num_steps = _build(netlist, x_batch, ids, seed, lengths[lo:hi], tag, record_dir, record_states)
-            run_network(source, num_steps, tag, which)
-            errors = sorted(record_dir.glob("*.error"))
+            folder = Path(tmp)
+            first = _build(netlist, data[lo:hi], run, latency, delays, tag, folder)
+            run_network(first, run["num_steps"], tag, which)
+            errors = sorted(folder.glob("*.error"))
             if errors:
                 name = errors[0].name.split(".")[0]
                 failed, _, message = errors[0].read_text().partition("\n")
-                raise UserError(f"Lava simulation of sample {failed.strip()} failed in {name}: "
-                                f"{message.strip()[:200]}")
-            per_network.append(_load(record_dir, len(netlist.blocks()), sat_total))
-            if tag == "fixed_pt":
-                sat_total["input"] = sat_total.get("input", 0) + counts.n
+                raise UserError(f"Lava simulation of sample {failed.strip()} failed in {name}: {message.strip()[:200]}")
+            for path in folder.glob("*.npz"):
+                rec = dict(np.load(path))
+                name = path.stem
+                for key, value in rec.items():
+                    if key.startswith("sat:"):
+                        saturation.add(key[4:], int(value))
+                    elif key == "out":
+                        outputs.setdefault(name, []).append(value)
+                    else:
+                        records.setdefault(name, {}).setdefault(key, []).append(value)
         if progress is not None:
             progress(hi - lo)
-    return _stack(per_network, sat_total, record_states)
+    values = {name: np.concatenate(parts) for name, parts in outputs.items()}
+    recs = {name: {k: np.concatenate(v) for k, v in rec.items()} for name, rec in records.items()}
+    sink = netlist.sink()
+    scores = sink.scores(recs[sink.name], RunContext(seed=int(seed), samples=sample_ids, valid=valid), integer)
+    layers = netlist.spiking_layers()
+    return RunResult(outputs=values, records=recs, scores=scores, predictions=np.asarray(scores).argmax(-1),
+                     saturation=saturation.as_dict(), layers=layers,
+                     layer_inputs=[netlist.layer_input(name) for name in layers], valid=valid)
 
 
-class _Counts:
-    def __init__(self):
-        self.n = 0
+def _build(netlist: Netlist, data: np.ndarray, run: dict, latency: dict, delays: dict, tag: str, folder: Path):
+    """The processes of one network and their connections; returns the source process."""
+    from .lava.processes import PROCESSES, ReplaySource
 
-    def add(self, name, n):
-        self.n += int(n)
+    ports: dict = {}
+    first = None
+    for name in netlist.schedule().order:
+        node = netlist.nodes[name]
+        if node.TYPE.ROLE == "source":
+            proc = first = ReplaySource(data=data, period=run["period"])
+            ports[name] = ({}, {"out": proc.out_out})
+            continue
+        proc = node.lava_library(tag)
+        if proc is None:
+            proc = PROCESSES[node.type_name()](
+                in_ports={p: node.in_width(p) for p in node.IN_PORTS},
+                out_ports={p: node.out_width(p) for p in node.OUT_PORTS},
+                node={"type": node.type_name(), "name": name, "values": node.values, "floats": node.floats},
+                latency=latency[name], delays=delays[name], record_path=str(folder / f"{name}.npz"), **run)
+            ports[name] = ({p: getattr(proc, f"in_{p}") for p in node.IN_PORTS},
+                           {p: getattr(proc, f"out_{p}") for p in node.OUT_PORTS})
+        else:
+            ports[name] = node.lava_ports(proc)
+    for e in netlist.edges:
+        ports[e.src][1][e.src_port].connect(ports[e.dst][0][e.dst_port])
+    return first
 
 
 def run_network(source, num_steps: int, tag: str, which: str) -> None:
@@ -187,34 +197,3 @@ def _stop(source, started: bool) -> None:
             source.stop()
     except Exception:  # noqa: BLE001
         pass
-
-
-def _load(record_dir: Path, n_layers: int, sat_total: dict) -> dict:
-    out = {"neurons": [], "fuses": []}
-    for l in range(n_layers):
-        out["neurons"].append(dict(np.load(record_dir / f"neuron{l}.npz")))
-        out["fuses"].append(dict(np.load(record_dir / f"fuse{l}.npz")))
-    out["readout"] = dict(np.load(record_dir / "readout.npz"))
-    for rec in out["neurons"] + out["fuses"] + [out["readout"]]:
-        for key, value in rec.items():
-            if key.startswith("sat:"):
-                sat_total[key[4:]] = sat_total.get(key[4:], 0) + int(value)
-    return out
-
-
-def _stack(per_network: list, sat_total: dict, record_states: bool) -> ReferenceResult:
-    """Concatenate the networks' recordings, each (samples, length, ...), along the samples."""
-    n_layers = len(per_network[0]["neurons"])
-    logits = np.concatenate([s["readout"]["acc"][:, -1] for s in per_network])
-    result = ReferenceResult(logits=logits, predictions=logits.argmax(-1), saturation=sat_total)
-    for l in range(n_layers):
-        result.spikes_in.append(np.concatenate([s["neurons"][l]["s"] for s in per_network]))
-        result.spikes_out.append(np.concatenate([s["neurons"][l]["o"] for s in per_network]))
-        result.residual.append(np.concatenate([s["neurons"][l]["x"] for s in per_network]))
-        if record_states:
-            result.states.append(np.concatenate([s["neurons"][l]["state"] for s in per_network]))
-    result.residual_out = np.concatenate([s["fuses"][-1]["x_out"] for s in per_network])
-    return result
-
-
-

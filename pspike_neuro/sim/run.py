@@ -1,4 +1,5 @@
-"""Run a netlist on a task's test split with either backend and summarize the activity."""
+"""Run a netlist on a task's test split or on ``--inputs FILE.npz`` with either backend, and
+summarize the activity."""
 
 from __future__ import annotations
 
@@ -10,82 +11,76 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..data import load_task
+from ..data.inputs import load_inputs_file
 from ..errors import UserError
-from ..export.build import as_layers, encode_inputs
-from ..export.netlist import Netlist
 from ..fileio import atomic_paths
-from .reference import ReferenceResult, simulate
+from ..graph import Netlist, RunResult
+from .reference import simulate
 
 BACKENDS = ("reference", "lava")
 PRECISIONS = {"fixed": "fixed_pt", "float": "floating_pt"}
 
 
-def load_inputs(netlist: Netlist, task_name: str | None, samples: int | None, data_dir=None):
-    """Test split of the task (default: the one the netlist was calibrated on), first ``samples``."""
-    name = task_name or netlist.meta["task"]
-    # the options the network was trained with (SHD's binning, ...) apply to the task it was trained on
-    options = netlist.meta.get("task_options", {}) if name == netlist.meta["task"] else {}
-    task = load_task(name, data_dir=data_dir, **options)
-    cfg = netlist.meta["model_config"]
-    if (task.d_input, task.n_classes) != (cfg["d_input"], cfg["n_classes"]):
-        raise UserError(f"task {name} has d_input={task.d_input}, n_classes={task.n_classes}; the netlist "
-                        f"expects {cfg['d_input']}, {cfg['n_classes']}")
-    n = len(task.test) if samples is None else samples
-    if not 1 <= n <= len(task.test):
-        raise UserError(f"--samples must be in 1..{len(task.test)} for task {name}, got {n}")
-    data = task.test
-    lengths = data.lengths[:n].numpy()
-    full = bool((lengths == data.x.shape[1]).all())
-    return name, encode_inputs(netlist, data.x[:n]), data.y[:n].numpy(), None if full else lengths
+def load_inputs(netlist: Netlist, task_name: str | None, samples: int | None, data_dir=None, inputs=None):
+    """``(name, x, labels, lengths)``: the first ``samples`` of ``inputs`` (an npz path), or of the test
+    split of the task (default: the one the netlist was calibrated on). ``labels`` may be None (an
+    inputs file without them), ``lengths`` is None when nothing is padded."""
+    if inputs is not None:
+        data = load_inputs_file(inputs)
+        name, x, labels, lengths = data.name, data.x, data.labels, data.lengths
+    else:
+        name = task_name or netlist.meta.get("task")
+        if not name:
+            raise UserError("this netlist records no task (an imported model): give --inputs FILE.npz")
+        # the options the network was trained with (SHD's binning, ...) apply to the task it was trained on
+        options = netlist.meta.get("task_options", {}) if name == netlist.meta.get("task") else {}
+        task = load_task(name, data_dir=data_dir, **options)
+        sink = netlist.sink()
+        if task.n_classes != sink.n:
+            raise UserError(f"task {name} has {task.n_classes} classes; the netlist's readout has {sink.n}")
+        data = task.test
+        x, labels, lengths = data.x.numpy(), data.y.numpy(), data.lengths.numpy()
+        if bool((lengths == x.shape[1]).all()):
+            lengths = None
+    n = len(x) if samples is None else samples
+    if not 1 <= n <= len(x):
+        raise UserError(f"--samples must be in 1..{len(x)} for {name}, got {n}")
+    if labels is not None and labels[:n].size and labels[:n].max() >= netlist.sink().n:
+        raise UserError(f"{name}: label {int(labels[:n].max())} is not a class of the netlist's readout "
+                        f"({netlist.sink().n} classes)")
+    return name, x[:n], None if labels is None else labels[:n], None if lengths is None else lengths[:n]
 
 
-def run_backend(netlist: Netlist, x0, seed: int, lengths, backend: str, precision: str = "fixed",
-                progress: bool = True) -> ReferenceResult:
+def run_backend(netlist: Netlist, x, seed: int, lengths, backend: str, precision: str = "fixed",
+                progress: bool = True) -> RunResult:
     if backend not in BACKENDS:
         raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if precision not in PRECISIONS:
         raise UserError(f"--precision must be fixed or float, got {precision!r}")
-    samples = np.arange(x0.shape[0])
-    if netlist.is_snn:
-        return _run_snn(netlist, x0, lengths, backend, precision, progress)
     if backend == "reference":
-        if precision != "fixed":
-            raise UserError("the reference simulator is the integer network; use --backend lava for --precision float")
-        return simulate(as_layers(netlist), x0, seed=seed, samples=samples, lengths=lengths)
+        return simulate(netlist, x, seed=seed, lengths=lengths, integer=precision == "fixed")
     from .lava_backend import run_lava
 
-    with tqdm(total=x0.shape[0], desc="lava", unit="sample", disable=not progress or None) as bar:
-        return run_lava(netlist, x0, samples, seed, lengths=lengths, tag=PRECISIONS[precision], progress=bar.update)
+    with tqdm(total=len(x), desc="lava", unit="sample", disable=not progress or None) as bar:
+        return run_lava(netlist, x, None, seed, lengths=lengths, tag=PRECISIONS[precision], progress=bar.update)
 
 
-def _run_snn(netlist: Netlist, x0, lengths, backend: str, precision: str, progress: bool) -> ReferenceResult:
-    if lengths is not None:
-        raise UserError("SiLIF netlists run full-length sequences only; this task pads its sequences")
-    if backend == "reference":
-        if precision != "fixed":
-            raise UserError("the reference simulator is the integer network; use --backend lava for --precision float")
-        from .snn_reference import simulate_snn
-
-        return simulate_snn(netlist, x0)
-    from .lava_snn import run_lava_snn
-
-    with tqdm(total=x0.shape[0], desc="lava", unit="sample", disable=not progress or None) as bar:
-        return run_lava_snn(netlist, x0, tag=PRECISIONS[precision], progress=bar.update)
-
-
-def summarize(result: ReferenceResult, labels, lengths, seq_len: int, wall_s: float) -> dict:
-    n = len(labels)
-    valid = np.ones((n, seq_len), bool) if lengths is None else np.arange(seq_len)[None] < lengths[:, None]
+def summarize(result: RunResult, labels, wall_s: float) -> dict:
+    valid = result.valid
+    n, seq_len = valid.shape
     steps = int(valid.sum())
     layers = []
-    for l, (s_in, s_out) in enumerate(zip(result.spikes_in, result.spikes_out)):
-        width = s_in.shape[-1]
-        n_in, n_out = int(s_in[valid].sum()), int(s_out[valid].sum())
-        layers.append({"layer": l, "input_spikes": n_in, "output_spikes": n_out,
-                       "input_rate": n_in / (steps * width), "output_rate": n_out / (steps * width)})
+    for l, (name, s_in, s_out) in enumerate(zip(result.layers, result.spikes_in, result.spikes_out)):
+        width = s_out.shape[-1]
+        n_out = int(s_out[valid].sum())
+        row = {"layer": l, "node": name, "output_spikes": n_out, "output_rate": n_out / (steps * width)}
+        if s_in is not None:
+            n_in = int(s_in[valid].sum())
+            row.update(input_spikes=n_in, input_rate=n_in / (steps * s_in.shape[-1]))
+        layers.append(row)
     return {
         "samples": n,
-        "accuracy": float((result.predictions == labels).mean()),
+        "accuracy": None if labels is None else float((result.predictions == labels).mean()),
         "layers": layers,
         "saturation": dict(result.saturation),
         "saturation_events": int(sum(result.saturation.values())),
@@ -94,12 +89,13 @@ def summarize(result: ReferenceResult, labels, lengths, seq_len: int, wall_s: fl
     }
 
 
-def write_activity(out_dir: Path, result: ReferenceResult, summary: dict) -> None:
-    """``activity.npz`` (spikes per layer, predictions, logits) and ``summary.json``, atomic together."""
+def write_activity(out_dir: Path, result: RunResult, summary: dict) -> None:
+    """``activity.npz`` (spikes per layer, predictions, scores) and ``summary.json``, atomic together."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    arrays = {"predictions": result.predictions, "logits": result.logits}
+    arrays = {"predictions": result.predictions, "logits": result.scores}
     for l, (s_in, s_out) in enumerate(zip(result.spikes_in, result.spikes_out)):
-        arrays[f"layer{l}_input_spikes"] = s_in
+        if s_in is not None:
+            arrays[f"layer{l}_input_spikes"] = s_in
         arrays[f"layer{l}_output_spikes"] = s_out
     # published together, summary.json last: a killed run never leaves one run's summary beside
     # another run's spikes
@@ -110,14 +106,17 @@ def write_activity(out_dir: Path, result: ReferenceResult, summary: dict) -> Non
 
 
 def simulate_command(netlist: Netlist, *, backend: str, task: str | None, samples: int | None, seed: int | None,
-                     precision: str = "fixed", out: str | None = None, data_dir=None, progress=True) -> dict:
+                     precision: str = "fixed", out: str | None = None, data_dir=None, progress=True,
+                     inputs=None) -> dict:
     if samples is None and backend == "lava":
         samples = 8
-    name, x0, labels, lengths = load_inputs(netlist, task, samples, data_dir)
+    if inputs is not None and task is not None:
+        raise UserError("--task and --inputs name two different inputs; give one")
+    name, x, labels, lengths = load_inputs(netlist, task, samples, data_dir, inputs)
     seed = int(netlist.meta["seed"]) if seed is None else seed
     start = time.perf_counter()
-    result = run_backend(netlist, x0, seed, lengths, backend, precision, progress)
-    summary = summarize(result, labels, lengths, x0.shape[1], time.perf_counter() - start)
+    result = run_backend(netlist, x, seed, lengths, backend, precision, progress)
+    summary = summarize(result, labels, time.perf_counter() - start)
     summary.update(task=name, backend=backend, precision=precision, seed=seed)
     if out:
         write_activity(Path(out), result, summary)

@@ -1,55 +1,42 @@
-"""Lava Processes of the deployed P-SpikeSSM (interfaces only; behaviour is in ``models.py``).
+"""Lava Processes of a deployed netlist (interfaces only; behaviour is in ``models.py``).
 
-Each process gets its parameters through ``proc_params``: ``params`` (the netlist node's integer
-fields), ``floats`` (its folded float parameters), and run settings: ``seed``, ``samples`` (the
-sample ids the random generator uses, one per sample of the batch), ``length`` (model steps of a
-sequence), ``valid_lengths`` (unpadded steps of each sample), ``period`` (Lava steps per sample:
-``length`` plus the pipeline latency), ``num_steps`` (Lava steps of the run, ``samples * period``),
-``record_path`` (where the process saves what it recorded at the last step).
+One Process class per registered node type (``NodeProcess_<Type>``, generated from the registry so
+that a new node type needs nothing here), with one InPort per in port and one OutPort per out port
+of its type, named ``in_<port>`` and ``out_<port>``; and ``ReplaySource``, which sends precomputed
+rows. Every process gets its settings through ``proc_params``: ``node`` (type name, integer fields
+and float parameters), ``latency`` (Lava steps from the source to this node's view of a model
+step), ``delays`` (extra steps per in port that align inputs of different latency), ``seed``,
+``samples`` (sample ids, one per sample of the run), ``length`` (model steps per sample), ``period``
+(Lava steps per sample), ``valid_lengths``, ``num_steps`` and ``record_path``.
 """
 
 from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess
-from lava.magma.core.process.variable import Var
+
+from pspike_neuro.nodes import REGISTRY
 
 
-class GradedSource(AbstractProcess):
+class NodeProcess(AbstractProcess):
+    """A netlist node; ``in_ports`` and ``out_ports`` map our port names to their widths."""
+
+    def __init__(self, *, in_ports: dict, out_ports: dict, **params):
+        super().__init__(**params)
+        for port, width in in_ports.items():
+            setattr(self, f"in_{port}", InPort(shape=(width,)))
+        for port, width in out_ports.items():
+            setattr(self, f"out_{port}", OutPort(shape=(width,)))
+
+
+PROCESSES = {name: type(f"NodeProcess_{name}", (NodeProcess,),
+                        {"__module__": __name__, "__doc__": f"A {name} node (see nodes/)."})
+             for name in REGISTRY}
+globals().update({cls.__name__: cls for cls in PROCESSES.values()})
+
+
+class ReplaySource(AbstractProcess):
     """Sends ``data[j, t]`` of ``data`` (samples, length, n) at Lava step ``j * period + t + 1``
-    (zeros in the gap after each sample)."""
+    (zeros between samples and after the last)."""
 
     def __init__(self, *, data, **run):
         super().__init__(data=data, **run)
-        self.s_out = OutPort(shape=(data.shape[2],))
-
-
-class SSMNeuron(AbstractProcess):
-    """Input sampler, SSM modes and output sampler of one block (docs/numerics.md §3, steps 1-3).
-
-    Block ``l`` handles model time ``t = k - 1 - l`` of sample ``j`` at Lava step ``j * period + k``.
-    """
-
-    def __init__(self, *, n, **params):
-        super().__init__(n=n, **params)
-        self.a_in = InPort(shape=(n,))
-        self.s_out = OutPort(shape=(n,))
-        self.spike_count = Var(shape=(n,), init=0)
-
-
-class ClampFuse(AbstractProcess):
-    """Residual join (step 5): ``residual`` arrives with no latency and is delayed inside, ``mixer``
-    arrives one step later through the Sparse synapse. Handles model time ``t = k - 2 - l``."""
-
-    def __init__(self, *, n, **params):
-        super().__init__(n=n, **params)
-        self.residual = InPort(shape=(n,))
-        self.mixer = InPort(shape=(n,))
-        self.x_out = OutPort(shape=(n,))
-
-
-class ReadoutIntegrator(AbstractProcess):
-    """Accumulates the readout synapse's output over the valid model steps (``t = k - 2 - n_layers``)."""
-
-    def __init__(self, *, n, **params):
-        super().__init__(n=n, **params)
-        self.a_in = InPort(shape=(n,))
-        self.acc = Var(shape=(n,), init=0)
+        self.out_out = OutPort(shape=(data.shape[2],))

@@ -363,3 +363,16 @@ class CounterNoise:
     ) -> torch.Tensor:
         dt = _torch_float_dtype(torch.float32 if dtype is None else dtype, self.prob_bits)
         return _ints_to_float_torch(self.int_noise(site, shape, device, t0=t0), self.prob_bits, dt)
+
+
+def random_block(seed: int, site: int, n: int, length: int, prob_bits: int, samples, t0: int = 0) -> np.ndarray:
+    """P-bit uniform integers of one site for every (sample, step, neuron): shape (B, length, n), int64,
+    steps ``t0 .. t0 + length - 1``. Compiled (``kernels.random_block``) where numba is available;
+    the same numbers either way (tests/test_rng.py)."""
+    from . import kernels
+
+    samples = np.asarray(samples)
+    if kernels.AVAILABLE:
+        return kernels.random_block(seed, site, n, length, prob_bits, samples, t0=t0)
+    return uniform_int(seed, site, np.arange(n)[None, None, :], np.arange(t0, t0 + length)[None, :, None],
+                       prob_bits, sample=samples[:, None, None]).astype(np.int64)

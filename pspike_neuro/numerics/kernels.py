@@ -1,6 +1,6 @@
 """Compiled kernel of the SSM population over a whole sequence (numba), for the reference simulator.
 
-``neuron_sequence`` runs :func:`pspike_neuro.sim.reference.neuron_step` for every step of a batch
+``neuron_sequence`` runs :func:`pspike_neuro.nodes.ssm_neuron.int_step` for every step of a batch
 in one compiled loop (samples in parallel, modes in registers), with the same integer arithmetic:
 ``shr_trunc`` as ``(a + ((a >> 63) & (2^n - 1))) >> n``, saturation to 24 bits counted element by
 element, the readout sum in int64. It is 10-20x faster than the step-by-step numpy loop and gives
@@ -157,7 +157,7 @@ def _neuron_sequence_f64(x, valid, r_in, r_out, alpha_m, alpha_shift, beta, one,
 
 def _random_block(seed, site, samples, n, length, t0, shift, out):
     """``out[b, t, i] = uniform_int(seed, site, i, t0 + t, prob_bits, sample=samples[b])``
-    (``shift = 32 - prob_bits``): the hash of ``pspike_neuro.sim.rng`` in uint64 arithmetic."""
+    (``shift = 32 - prob_bits``): the hash of ``pspike_neuro.numerics.rng`` in uint64 arithmetic."""
     mask = np.uint64(0xFFFFFFFF)
 
     def lowbias32(x):
@@ -190,7 +190,7 @@ _compiled_random = numba.njit(parallel=True, cache=True, nogil=True)(_random_blo
 
 
 def random_block(seed: int, site: int, n: int, length: int, prob_bits: int, samples, t0: int = 0) -> np.ndarray:
-    """Compiled :func:`pspike_neuro.sim.reference.random_block`: (B, L, n) int64, the same numbers
+    """Compiled :func:`pspike_neuro.numerics.rng.random_block`: (B, L, n) int64, the same numbers
     (steps ``t0 .. t0 + length - 1``)."""
     from .rng import MASK32, _check_prob_bits
 
@@ -264,7 +264,7 @@ _compiled_fuse = numba.njit(parallel=True, cache=True, nogil=True)(_fuse_rows) i
 
 
 def fuse(node, x, a):
-    """Compiled :func:`pspike_neuro.sim.reference.fuse_forward` on (..., n) arrays: ``y`` and the
+    """Compiled :func:`pspike_neuro.nodes.clamp_fuse.ClampFuse.int_step` on (..., n) arrays: ``y`` and the
     number of saturation events."""
     get = (lambda k: node[k]) if isinstance(node, dict) else (lambda k: getattr(node, k))
     shape = np.shape(x)
