@@ -66,12 +66,11 @@ def make_netlist(h: int, n: int, tmp: Path, cache: dict):
 def time_point(net, length: int, batch: int, repeats: int) -> float:
     import torch
 
-    from pspike_neuro.export.build import as_layers, encode_inputs
-    from pspike_neuro.sim.reference import simulate
+        from pspike_neuro.sim.reference import simulate
 
     gen = torch.Generator().manual_seed(1)
-    x0 = encode_inputs(net, torch.rand(batch, length, 1, generator=gen))
-    layers = as_layers(net)
+    x0 = np.asarray(torch.rand(batch, length, 1, generator=gen))
+    layers = net
     simulate(layers, x0[: min(batch, 2)], seed=0)  # warm-up (numba kernels load)
     times = []
     for _ in range(repeats):

@@ -58,8 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.lava_samples, args.repeats = min(args.lava_samples, 16), 1
-    from pspike_neuro.export.build import as_layers
-    from pspike_neuro.export.hdf5 import read_netlist
+        from pspike_neuro.export.hdf5 import read_netlist
     from pspike_neuro.sim.lava_backend import run_lava
     from pspike_neuro.sim.reference import simulate
     from pspike_neuro.sim.run import load_inputs
@@ -72,7 +71,7 @@ def main() -> None:
 
     from pspike_neuro.sim import reference
 
-    layers, ref_x = as_layers(net), x0[: args.ref_samples]
+    layers, ref_x = net, x0[: args.ref_samples]
     start = time.perf_counter()
     ref = simulate(layers, ref_x, seed=seed)
     warmup_s = time.perf_counter() - start

@@ -31,14 +31,15 @@ def rf_trajectory(steps: int, drive_re: int, drive_im: int, **rf_args):
 
 
 def assert_same_run(got, want, n_layers: int) -> None:
-    """Two P-SpikeSSM simulation results (``ReferenceResult``) are identical in every recorded array
-    (states too, when recorded), the logits and the saturation counts."""
-    for l in range(n_layers):
-        np.testing.assert_array_equal(got.spikes_in[l], want.spikes_in[l])
-        np.testing.assert_array_equal(got.spikes_out[l], want.spikes_out[l])
-        np.testing.assert_array_equal(got.residual[l], want.residual[l])
-        if want.states:
-            np.testing.assert_array_equal(got.states[l], want.states[l])
-    assert len(got.states) == len(want.states)
+    """Two simulation results (``graph.RunResult``, e.g. Lava and the reference) are identical: every
+    node's output (spikes, graded streams), every step record (input-sampler spikes, states when
+    recorded), the scores and the saturation counts."""
+    assert len(got.layers) == len(want.layers) == n_layers
+    assert got.outputs.keys() == want.outputs.keys()
+    for name in want.outputs:
+        np.testing.assert_array_equal(got.outputs[name], want.outputs[name], err_msg=name)
+    for name, rec in want.records.items():
+        for key, value in rec.items():
+            np.testing.assert_array_equal(got.records[name][key], value, err_msg=f"{name}.{key}")
     np.testing.assert_array_equal(got.logits, want.logits)
     assert got.saturation == want.saturation

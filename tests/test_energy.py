@@ -25,20 +25,24 @@ def test_counts_by_hand(netlist):
     s_in[0][0, 0, [1, 2]] = True          # 2 input spikes in layer 0
     s_out[0][0, 1, 3] = True              # 1 output spike of neuron 3 in layer 0
     s_out[1][0, 2, [0, 5]] = True         # 2 output spikes in layer 1
-    rows = count_ops(netlist, s_in, s_out, 3)
+    valid = np.ones((1, 3), bool)
+    outputs = {"neuron0": s_out[0], "neuron1": s_out[1]}
+    records = {"neuron0": {"s_in": s_in[0]}, "neuron1": {"s_in": s_in[1]}}
+    rows = {r["node"]: r for r in count_ops(netlist, outputs, records, valid)}
     fan0 = int(np.count_nonzero(netlist.nodes["mixer0"].to_dense()[:, 3]))
     fan1 = int(np.count_nonzero(netlist.nodes["mixer1"].to_dense()[:, [0, 5]]))
     h, m, t = 8, 2, 3
-    assert rows[0]["ac"] == 2 * (2 * m + 1) + fan0
-    assert rows[1]["ac"] == fan1
-    assert rows[0]["mac"] == t * h * (1 + 6 * m) + t * h          # 3*8*13 + 24 = 336
-    assert rows[0]["mac"] == 336
-    assert rows[0]["rng"] == 2 * h * t and rows[0]["neuron_updates"] == t * h * (m + 1) + t * h
-    assert rows[1]["binary_messages"] == 2 and rows[1]["active_neuron_updates"] == 2
-    assert rows[2]["layer"] == "readout" and rows[2]["graded_synops"] == t * 8 * 10 and rows[2]["mac"] == 0
-    dense = count_ops_dense(netlist, 3)
-    assert dense[0]["mac"] == 336 and dense[0]["ac"] == 0
-    assert dense[0]["graded_synops"] == t * h * (2 * m + 1) + t * 64
+    assert rows["neuron0"]["ac"] == 2 * (2 * m + 1) and rows["mixer0"]["ac"] == fan0
+    assert rows["neuron1"]["ac"] == 0 and rows["mixer1"]["ac"] == fan1
+    assert rows["neuron0"]["mac"] == t * h * (1 + 6 * m) == 312 and rows["fuse0"]["mac"] == t * h == 24
+    assert rows["neuron0"]["rng"] == 2 * h * t and rows["neuron0"]["neuron_updates"] == t * h * (m + 1)
+    assert rows["fuse0"]["neuron_updates"] == t * h and rows["fuse0"]["graded_messages"] == t * h
+    assert rows["neuron1"]["binary_messages"] == 2 and rows["neuron1"]["active_neuron_updates"] == 2
+    assert rows["readout_synapse"]["graded_synops"] == t * 8 * 10 and rows["readout"]["mac"] == 0
+    assert rows["input"]["graded_messages"] == t * h
+    dense = {r["node"]: r for r in count_ops_dense(netlist, valid)}
+    assert dense["neuron0"]["mac"] == 312 and dense["neuron0"]["ac"] == 0
+    assert dense["neuron0"]["graded_synops"] == t * h * (2 * m + 1) and dense["mixer0"]["graded_synops"] == t * 64
 
 
 def test_energy_is_counts_times_constants():

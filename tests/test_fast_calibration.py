@@ -1,56 +1,53 @@
-"""The faster calibration (in-place SSM update, maximum over a float view, uniforms drawn in blocks
-by the compiled kernel) records exactly what the original step-by-step forward recorded, so the
-exported netlists are identical."""
+"""Calibration (the float graph run by the executor, the SSM update in one compiled pass, uniforms
+drawn in blocks by the compiled kernel) records exactly what an independent step-by-step forward of
+the folded network records, so the exported netlists are the ones that forward implies."""
 
 import numpy as np
 import pytest
 import torch
 
 from pspike_neuro.models import ModelConfig
-from pspike_neuro.quant import quantize
-from pspike_neuro.quant.fold import activation_np, encode, fold_model
-from pspike_neuro.quant.quantize import QuantConfig, calibrate, quantize_network
-from pspike_neuro.sim import kernels
-from pspike_neuro.sim.rng import uniform_float_block
+from pspike_neuro.nodes import ssm_neuron
+from pspike_neuro.numerics import kernels
+from pspike_neuro.numerics.rng import uniform_float_block
+from pspike_neuro.quant.fold import fold
+from pspike_neuro.quant.quantize import QuantConfig, calibrate, quantize_graph
 
 from .conftest import trained_like
 
 
-def original_float_forward(folded, x0, uniforms, lengths=None, record=None):
-    """``quant.fold.float_forward`` as it was before the speed-up (commit 05ceab7), kept verbatim
-    as the specification."""
+def original_float_forward(graph, x0, uniforms, lengths=None):
+    """The folded P-SpikeSSM stepped through time in plain numpy (as the forward was before the
+    speed-ups, commit 05ceab7): the specification of the statistics calibration records."""
+    relu = lambda name, v: np.maximum(v, 0.0) if name == "relu" else v  # noqa: E731
     batch, length, _ = x0.shape
     valid = np.ones((batch, length), bool) if lengths is None else np.arange(length)[None] < lengths[:, None]
+    stats = {"input": {"out_max": float(np.abs(x0).max())}}
     x = x0
-    for l, blk in enumerate(folded.blocks):
-        z = np.zeros((batch,) + blk.lam.shape, complex)
+    l = 0
+    while f"neuron{l}" in graph.nodes:
+        nrn, mix, fuse = graph.nodes[f"neuron{l}"], graph.nodes[f"mixer{l}"], graph.nodes[f"fuse{l}"]
+        f, g = nrn.floats, fuse.floats
+        lam, b_unit, c = (f[k + "_re"] + 1j * f[k + "_im"] for k in ("lam", "b_unit", "c"))
+        z = np.zeros((batch,) + lam.shape, complex)
         zmax = 0.0
         out = np.empty_like(x)
-        vs = np.empty_like(x)
         for t in range(length):
-            p_in = blk.alpha * x[:, t] + blk.beta
-            s = (uniforms(4 * l, t) < p_in) & valid[:, t, None]
-            z = blk.lam * z + blk.b_unit * s[..., None]
+            s = (uniforms(4 * l, t) < f["alpha"] * x[:, t] + f["beta"]) & valid[:, t, None]
+            z = lam * z + b_unit * s[..., None]
             zmax = max(zmax, float(np.abs(z.real).max(initial=0)), float(np.abs(z.imag).max(initial=0)))
-            v = (blk.c * z).sum(-1).real + blk.d * s
-            vs[:, t] = v
-            q = blk.out_sign * activation_np(blk.phi, v) + blk.b_out
-            o = uniforms(4 * l + 1, t) < q
-            m = activation_np(blk.psi, o @ blk.w_mix.T + blk.c_mix)
-            y = x[:, t] + m if blk.residual else m
-            out[:, t] = blk.post_scale * y + blk.post_offset
-        if record is not None:
-            record[f"x{l}"] = x
-            record[f"z{l}_max"] = zmax
-            record[f"v{l}"] = vs
+            v = (c * z).sum(-1).real + f["d"] * s
+            o = uniforms(4 * l + 1, t) < f["out_sign"] * relu(nrn.phi, v) + f["b_out"]
+            m = relu(fuse.psi, o @ mix.floats["weight"].T + g["bias"])
+            y = x[:, t] + m if fuse.residual else m
+            out[:, t] = g["post_scale"] * y + g["post_offset"]
+        stats[f"neuron{l}"] = {"z_max": zmax}
+        stats[f"fuse{l}"] = {"out_max": float(np.abs(out).max())}
         x = out
-    per_step = x @ folded.w_readout.T
-    steps = valid.sum(1, keepdims=True)
-    sums = (per_step * valid[..., None]).sum(1) + steps * folded.b_readout
-    if record is not None:
-        record["x_out"] = x
-        record["acc"] = np.cumsum(per_step * valid[..., None] + folded.b_readout * valid[..., None], axis=1)
-    return sums / steps
+        l += 1
+    per_step = x @ graph.nodes["readout_synapse"].floats["weight"].T + graph.nodes["readout"].floats["bias"]
+    stats["readout"] = {"acc_max": float(np.abs(np.cumsum(per_step * valid[..., None], axis=1)).max())}
+    return stats
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(phi="relu", d_state=32), dict(residual=False, share_ab=True),
@@ -60,42 +57,36 @@ def original_float_forward(folded, x0, uniforms, lengths=None, record=None):
 @pytest.mark.parametrize("padded", [False, True])
 def test_calibration_records_exactly_what_the_original_forward_recorded(kw, padded):
     cfg = ModelConfig(**{**dict(d_model=24, d_state=8, n_layers=2), **kw})
-    model = trained_like(cfg, seed=3)
-    folded = fold_model(model)
+    graph = fold(trained_like(cfg, seed=3))
     batch, length = 9, 45  # more steps than one block of uniforms
-    x0 = encode(folded, torch.rand(batch, length, 1, generator=torch.Generator().manual_seed(4)))
+    x = torch.rand(batch, length, 1, generator=torch.Generator().manual_seed(4)).numpy()
+    enc = graph.nodes["input"].floats
+    x0 = x.astype(np.float64) @ enc["encoder_weight"].T + enc["encoder_bias"]
     lengths = np.array([45, 3, 44, 20, 45, 1, 33, 45, 12]) if padded else None
     qc = QuantConfig(calib_samples=batch, seed=6)
-    fast = calibrate(folded, x0, qc, lengths=lengths)
-    spec: dict = {}
+    fast = calibrate(graph, x, qc, lengths=lengths)
     uniforms = lambda site, t: uniform_float_block(6, site, cfg.d_model, t, qc.prob_bits, np.arange(batch))  # noqa: E731
-    original_float_forward(folded, x0, uniforms, lengths=lengths, record=spec)
-    assert fast.keys() == spec.keys()
-    for key in spec:
-        np.testing.assert_array_equal(np.asarray(fast[key]), np.asarray(spec[key]), err_msg=key)
-    assert fast["z0_max"] > 0
+    spec = original_float_forward(graph, x0, uniforms, lengths=lengths)
+    assert {k: v for k, v in fast.items() if v} == spec
+    assert fast["neuron0"]["z_max"] > 0
     # hence the same integer network
-    a, b = quantize_network(folded, fast, qc), quantize_network(folded, spec, qc)
-    for blk_a, blk_b in zip(a["blocks"], b["blocks"]):
-        for part in ("neuron", "mixer", "fuse"):
-            for name, value in blk_a[part].items():
-                np.testing.assert_array_equal(value, blk_b[part][name], err_msg=f"{part}.{name}")
+    a, b = quantize_graph(graph, fast, qc), quantize_graph(graph, spec, qc)
+    for name in a:
+        for key, value in a[name].values.items():
+            np.testing.assert_array_equal(value, b[name].values[key], err_msg=f"{name}.{key}")
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is not installed")
 def test_calibration_is_the_same_without_the_kernel(monkeypatch):
-    model = trained_like(ModelConfig(d_model=16, d_state=4, n_layers=2), seed=1)
-    folded = fold_model(model)
-    x0 = encode(folded, torch.rand(5, 70, 1, generator=torch.Generator().manual_seed(2)))
+    graph = fold(trained_like(ModelConfig(d_model=16, d_state=4, n_layers=2), seed=1))
+    x = torch.rand(5, 70, 1, generator=torch.Generator().manual_seed(2)).numpy()
     qc = QuantConfig(calib_samples=5)
-    with_kernel = calibrate(folded, x0, qc)
-    monkeypatch.setattr(quantize, "UNIFORM_CHUNK", 7)
-    chunked = calibrate(folded, x0, qc)
+    with_kernel = calibrate(graph, x, qc)
     monkeypatch.setattr(kernels, "AVAILABLE", False)
-    without = calibrate(folded, x0, qc)
-    for key in without:
-        np.testing.assert_array_equal(np.asarray(with_kernel[key]), np.asarray(without[key]), err_msg=key)
-        np.testing.assert_array_equal(np.asarray(chunked[key]), np.asarray(without[key]), err_msg=key)
+    monkeypatch.setattr(kernels, "calib_step_matches_numpy", lambda: False)
+    monkeypatch.setattr(ssm_neuron, "USE_KERNELS", False)
+    without = calibrate(graph, x, qc)
+    assert with_kernel == without and with_kernel["neuron1"]["z_max"] > 0
 
 
 def _numpy_uses_fma() -> bool:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from pspike_neuro.quant.fixed import (
+from pspike_neuro.numerics.fixed import (
     SaturationCounter, lava_effective_weights, quantize_decay, quantize_mantissa, quantize_weights,
     rf_step, saturate, shift, shr_floor, shr_trunc, synaptic_input,
 )
@@ -100,7 +100,7 @@ def test_rf_step_by_hand():
 
 def test_float_fast_path_of_the_neuron_step_equals_the_integer_step():
     """Random parameters and states across the full 24-bit range, saturation included."""
-    from pspike_neuro.sim.reference import NeuronParams, neuron_step, neuron_step_float
+    from pspike_neuro.nodes.ssm_neuron import NeuronParams, step_int, step_int_as_float
 
     rng = np.random.default_rng(3)
     n, m, batch = 12, 5, 7
@@ -112,7 +112,7 @@ def test_float_fast_path_of_the_neuron_step_equals_the_integer_step():
                 c_re=rng.integers(-127, 128, (n, m)), c_im=rng.integers(-127, 128, (n, m)), c_shift=7,
                 d=rng.integers(-127, 128, n), d_exp=3, b_out=rng.integers(-2**15, 2**15, n),
                 out_sign=rng.choice([-1, 1], n))
-    p = NeuronParams(node)
+    p = NeuronParams({k: np.asarray(v) if isinstance(v, np.ndarray) else v for k, v in node.items()})
     assert p.float_exact
     zr = rng.integers(-lim, lim + 1, (batch, n, m))
     zi = rng.integers(-lim, lim + 1, (batch, n, m))
@@ -122,8 +122,8 @@ def test_float_fast_path_of_the_neuron_step_equals_the_integer_step():
         x = rng.integers(-2**22, 2**22, (batch, n))
         r_in, r_out = rng.integers(0, 2**16, (2, batch, n))
         valid = np.ones((batch, 1), bool)
-        a = neuron_step(p, x, r_in, r_out, valid, zr, zi)
-        b = neuron_step_float(p, x, r_in, r_out, valid, fr, fi)
+        a = step_int(p, x, r_in, r_out, valid, zr, zi)
+        b = step_int_as_float(p, x, r_in, r_out, valid, fr, fi)
         np.testing.assert_array_equal(a[0], b[0])
         np.testing.assert_array_equal(a[1], b[1])
         np.testing.assert_array_equal(a[2], b[2].astype(np.int64))

@@ -6,8 +6,9 @@ import torch
 
 from pspike_neuro.errors import UserError
 from pspike_neuro.models import ModelConfig, PSpikeSSM
-from pspike_neuro.quant.fold import encode, float_forward, fold_model
-from pspike_neuro.sim.rng import CounterNoise, uniform_float_block
+from pspike_neuro.graph import run
+from pspike_neuro.numerics.rng import CounterNoise
+from pspike_neuro.quant.fold import fold
 
 from .conftest import trained_like
 
@@ -23,9 +24,7 @@ def test_folded_network_equals_torch_model_under_common_random_numbers(kw):
     noise = CounterNoise(seed=11, prob_bits=16)
     with torch.no_grad():
         logits = model(x, noise=lambda site, shape, dev, dt: noise(site, shape, dev, torch.float64))
-    folded = fold_model(model)
-    uniforms = lambda site, t: uniform_float_block(11, site, 12, t, 16, np.arange(5))
-    out = float_forward(folded, encode(folded, x), uniforms)
+    out = run(fold(model), x.numpy(), integer=False, seed=11).scores
     np.testing.assert_allclose(out, logits.numpy(), rtol=0, atol=1e-9)
 
 
@@ -37,9 +36,7 @@ def test_folded_network_respects_padding():
     noise = CounterNoise(seed=2)
     with torch.no_grad():
         logits = model(x, lengths, noise=lambda site, shape, dev, dt: noise(site, shape, dev, torch.float64))
-    folded = fold_model(model)
-    uniforms = lambda site, t: uniform_float_block(2, site, 8, t, 16, np.arange(3))
-    out = float_forward(folded, encode(folded, x), uniforms, lengths=lengths.numpy())
+    out = run(fold(model), x.numpy(), integer=False, seed=2, lengths=lengths.numpy()).scores
     np.testing.assert_allclose(out, logits.numpy(), atol=1e-9)
 
 
@@ -48,8 +45,7 @@ def test_relu_phi_keeps_the_sign_of_a_out():
     model = trained_like(cfg)
     with torch.no_grad():
         model.blocks[0].a_out.copy_(torch.tensor([-2.0, 0.5, -0.1, 1.0]))
-    folded = fold_model(model)
-    assert folded.blocks[0].out_sign.tolist() == [-1, 1, -1, 1]
+    assert fold(model).nodes["neuron0"].floats["out_sign"].tolist() == [-1, 1, -1, 1]
 
 
 @pytest.mark.parametrize("kw, message", [
@@ -62,4 +58,4 @@ def test_relu_phi_keeps_the_sign_of_a_out():
 def test_undeployable_models_are_refused(kw, message):
     model = PSpikeSSM(ModelConfig(d_model=4, d_state=2, n_layers=1, **kw))
     with pytest.raises(UserError, match=message):
-        fold_model(model)
+        fold(model)

@@ -8,10 +8,12 @@ import pytest
 
 from pspike_neuro.cli import main
 from pspike_neuro.errors import UserError
-from pspike_neuro.export.build import as_layers, build_netlist, encode_inputs
+from pspike_neuro.export.build import build_netlist
 from pspike_neuro.export.hdf5 import read_netlist, write_netlist
-from pspike_neuro.export.netlist import Edge, NetlistError
-from pspike_neuro.export.nodes import NodeError, SparseSynapse, SSMNeuron, schema_markdown
+from pspike_neuro.graph import Edge, NetlistError
+from pspike_neuro.nodes import NodeError, schema_markdown
+from pspike_neuro.nodes.ssm_neuron import SSMNeuron
+from pspike_neuro.nodes.synapses import SparseSynapse
 from pspike_neuro.quant.quantize import QuantConfig
 from tests.netlist_edit import crafted
 
@@ -76,9 +78,9 @@ def test_file_and_memory_give_the_same_simulation(netlist, net_file):
     from pspike_neuro.sim.reference import simulate
 
     x = load_task("sdigits").test.x[:4]
-    a = simulate(as_layers(netlist), encode_inputs(netlist, x), seed=3)
+    a = simulate(netlist, np.asarray(x), seed=3)
     disk = read_netlist(net_file)
-    b = simulate(as_layers(disk), encode_inputs(disk, x), seed=3)
+    b = simulate(disk, np.asarray(x), seed=3)
     np.testing.assert_array_equal(a.logits, b.logits)
 
 
@@ -128,12 +130,17 @@ def test_damaged_netlists_are_refused_with_a_named_reason(net_file, tmp_path, ed
         read_netlist(plain)
 
 
-def test_cycle_is_refused(netlist):
-    from pspike_neuro.export.netlist import Netlist
+def test_a_cycle_is_a_recurrent_edge_in_the_schedule(netlist):
+    """A loop is legal: the edge that closes it on a depth-first walk from the source (successors in
+    node order: from fuse0 the walk reaches fuse1 before neuron1) is recurrent."""
+    from pspike_neuro.graph import Netlist
 
     edges = [e for e in netlist.edges if not (e.dst == "neuron1")] + [Edge("fuse1", "neuron1")]
-    with pytest.raises(NetlistError, match="cycle"):
-        Netlist(netlist.meta, netlist.nodes, edges).validate()
+    looped = Netlist(netlist.meta, netlist.nodes, edges)
+    looped.validate()
+    schedule = looped.schedule()
+    assert schedule.back == {Edge("mixer1", "fuse1", dst_port="mixer")}
+    assert {"neuron1", "mixer1", "fuse1"} in [set(group) for group in schedule.groups]
 
 
 def test_not_hdf5_truncated_missing(net_file, tmp_path):

@@ -8,11 +8,12 @@ import torch
 
 from pspike_neuro.cli import main
 from pspike_neuro.errors import UserError
-from pspike_neuro.export.build import as_layers, build_netlist, encode_inputs
+from pspike_neuro.export.build import build_netlist
 from pspike_neuro.export.checkpoint import load_checkpoint
-from pspike_neuro.quant.fixed import lava_effective_weights
+from pspike_neuro.numerics.fixed import lava_effective_weights
 from pspike_neuro.quant.qat import fake_quantized, lava_grid
-from pspike_neuro.quant.quantize import QuantConfig, frac_bits_for, prune_to_density
+from pspike_neuro.numerics.fixed import frac_bits_for, prune_to_density
+from pspike_neuro.quant.quantize import QuantConfig
 from pspike_neuro.sim.reference import simulate
 
 
@@ -63,16 +64,12 @@ def test_density_prunes_the_mixer(small_checkpoint):
 def test_integer_network_tracks_the_folded_float_network(small_checkpoint):
     """Same random numbers: the integer network's logits follow the float ones closely."""
     from pspike_neuro.data import load_task
-    from pspike_neuro.quant.fold import float_forward, fold_model
-    from pspike_neuro.sim.rng import uniform_float_block
 
     qc = QuantConfig(calib_samples=32, ssm_bits=12, affine_bits=16)
     net, _ = build_netlist(small_checkpoint, qc)
-    x = load_task("sdigits").test.x[:16]
-    x0 = encode_inputs(net, x)
-    ref = simulate(as_layers(net), x0, seed=0)
-    folded = fold_model(small_checkpoint.model)
-    fl = float_forward(folded, x0, lambda site, t: uniform_float_block(0, site, 8, t, 16, np.arange(16)))
+    x0 = load_task("sdigits").test.x[:16].numpy()
+    ref = simulate(net, x0, seed=0)
+    fl = simulate(net, x0, seed=0, integer=False).scores  # the netlist's own float parameters
     acc_bits = net.nodes["readout"].acc_frac_bits
     int_logits = ref.logits / 2.0**acc_bits / 64  # accumulator over 64 steps -> mean
     # spikes can differ where |p - u| is below the quantization error, so compare in aggregate
@@ -110,17 +107,18 @@ def test_saturation_is_counted_not_silent(small_checkpoint):
 
     net, report = build_netlist(small_checkpoint, QuantConfig(calib_samples=16))
     assert report["calibration_saturation_events"] == 0
-    net.nodes["neuron0"].values["b_exp"] = 23  # inputs far too large for the 24-bit state
-    result = simulate(as_layers(net), encode_inputs(net, load_task("sdigits").test.x[:4]), seed=0)
-    assert result.saturation["layer0.state"] > 0
-    assert result.saturation["layer1.state"] == 0
+    old = net.nodes["neuron0"]
+    net.nodes["neuron0"] = type(old)("neuron0", {**old.values, "b_exp": 23}, old.floats)  # far too large inputs
+    result = simulate(net, np.asarray(load_task("sdigits").test.x[:4]), seed=0)
+    assert result.saturation["neuron0.state"] > 0
+    assert result.saturation["neuron1.state"] == 0
 
 
 def test_readout_c_has_one_shift_per_neuron():
-    from pspike_neuro.quant.quantize import _per_neuron_shift
+    from pspike_neuro.numerics.fixed import per_row_shift
 
     c = np.array([[0.5, -0.25, 0.125], [0.001, 0.0005, -0.00025]])
-    m, shifts = _per_neuron_shift(c, 8)
+    m, shifts = per_row_shift(c, 8)
     # each row uses its own 8-bit range: the small neuron is not rounded to zero
     np.testing.assert_array_equal(shifts, [7, 16])   # 0.5 / 2^-7 = 64; 0.001 * 2^16 = 65.5
     np.testing.assert_array_equal(m, [[64, -32, 16], [66, 33, -16]])

@@ -53,7 +53,7 @@ def test_report_writes_three_documents_with_five_figures(report_dir):
 
 def test_report_numbers_are_what_verify_and_the_float_model_compute(trained_sdigits, report_dir, capsys):
     from pspike_neuro.data import load_task
-    from pspike_neuro.sim.rng import CounterNoise
+    from pspike_neuro.numerics.rng import CounterNoise
 
     ckpt, net = trained_sdigits
     report = json.loads((report_dir / "report.json").read_text())

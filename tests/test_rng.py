@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from pspike_neuro.sim import rng
-from pspike_neuro.sim.rng import (
+from pspike_neuro.numerics import rng
+from pspike_neuro.numerics.rng import (
     CounterNoise,
     hash_u32,
     hash_u32_torch,

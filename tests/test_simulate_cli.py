@@ -40,9 +40,9 @@ def test_second_run_replaces_the_first_in_the_same_folder(trained_sdigits, tmp_p
 
 @pytest.mark.parametrize("extra, message", [
     (["--backend", "gpu"], "--backend must be one of reference, lava"),
-    (["--precision", "float"], "use --backend lava for --precision float"),
+    (["--precision", "double"], "--precision must be fixed or float"),
     (["--samples", "0"], "--samples must be in 1..360"),
-    (["--task", "listops"], "task listops has d_input=16"),
+    (["--task", "listops"], "task listops has d_input=16 (tokens); the netlist's input takes 1"),
 ])
 def test_simulate_user_errors(trained_sdigits, capsys, extra, message):
     _, net = trained_sdigits

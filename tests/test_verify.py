@@ -12,7 +12,7 @@ def test_verify_reports_what_the_float_model_and_the_simulator_compute(trained_s
     import torch
 
     from pspike_neuro.data import load_task
-    from pspike_neuro.sim.rng import CounterNoise
+    from pspike_neuro.numerics.rng import CounterNoise
 
     ckpt, net = trained_sdigits
     code = main(["verify", str(ckpt.path), str(net), "--samples", "100", "--seed", "3", "--json"])

@@ -93,13 +93,13 @@ class Netlist:
         fed: dict = {}
         for e in self.edges:
             fed[(e.dst, e.dst_port)] = fed.get((e.dst, e.dst_port), 0) + 1
+        for (name, port), count in fed.items():
+            if count > 1 and not self.nodes[name].TYPE.SUMMING:
+                raise NetlistError(f"node {name}: input port {port} is fed by more than one edge")
         for name, node in self.nodes.items():
             for port in node.IN_PORTS:
-                count = fed.get((name, port), 0)
-                if count == 0:
+                if (name, port) not in fed:
                     raise NetlistError(f"node {name}: input port {port} is not connected")
-                if count > 1 and not node.TYPE.SUMMING:
-                    raise NetlistError(f"node {name}: input port {port} is fed by more than one edge")
         for e in self.edges:
             src, dst = self.nodes[e.src], self.nodes[e.dst]
             if src.out_width(e.src_port) != dst.in_width(e.dst_port):

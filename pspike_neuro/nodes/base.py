@@ -442,10 +442,10 @@ class NodeType(GraphNode):
 
     def messages(self, act: Activity) -> OpCounts:
         """Messages this node sends: its spikes, or one graded message per neuron per step."""
-        if act.output is None or not self.OUT_PORTS:
+        if not self.OUT_PORTS:
             return OpCounts()
         if self.BINARY_OUT:
-            return OpCounts(binary_messages=float(np.count_nonzero(act.output)))
+            return OpCounts(binary_messages=float(np.count_nonzero(act.output)) if act.output is not None else 0.0)
         return OpCounts(graded_messages=act.steps * self.out_width())
 
     def compartments(self) -> int:

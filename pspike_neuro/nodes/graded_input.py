@@ -64,6 +64,12 @@ class GradedInput(NodeType):
     FIELDS = (I("n", 1, 2**20, "width of the graded stream"),
               I("frac_bits", 0, 23, "fraction bits of the graded input"))
 
+    def input_width(self) -> int | None:
+        """Channels of the raw inputs (None: token ids)."""
+        if "embedding" in self.floats:
+            return None
+        return int(self.floats["encoder_weight"].shape[1]) if "encoder_weight" in self.floats else int(self.n)
+
     def int_step(self, state, inputs, t, ctx):
         return {"out": to_messages(encode(self, inputs["external"]), self.frac_bits, ctx.sat, self.name)}, None, {}
 

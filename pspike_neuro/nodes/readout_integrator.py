@@ -39,7 +39,7 @@ class ReadoutIntegrator(NodeType):
         return np.zeros((batch, self.n))
 
     def float_step(self, acc, inputs, t, ctx):
-        acc = np.where(ctx.valid[:, t, None], acc + inputs["in"] + self.floats["bias"], acc)
+        acc = np.where(ctx.valid[:, t, None], acc + (inputs["in"] + self.floats["bias"]), acc)
         ctx.stat_max(self.name, "acc_max", float(np.abs(acc).max(initial=0.0)))
         return {}, acc, {"acc": acc}
 

@@ -68,8 +68,8 @@ class _Synapse(NodeType):
     def ops(self, act: Activity) -> OpCounts:
         """Binary input: one accumulate per arriving spike and non-zero weight of its column;
         graded input: one multiply-accumulate per stored weight per step."""
-        x = act.inputs["in"]
         if self.num_message_bits == 0:
+            x = act.inputs["in"]
             counts = np.asarray(x, bool).sum(axis=tuple(range(x.ndim - 1)))
             return OpCounts(ac=float((counts * self.fanout()).sum()))
         return OpCounts(graded_synops=act.steps * self.stored())

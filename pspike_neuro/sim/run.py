@@ -35,7 +35,10 @@ def load_inputs(netlist: Netlist, task_name: str | None, samples: int | None, da
         # the options the network was trained with (SHD's binning, ...) apply to the task it was trained on
         options = netlist.meta.get("task_options", {}) if name == netlist.meta.get("task") else {}
         task = load_task(name, data_dir=data_dir, **options)
-        sink = netlist.sink()
+        sink, width = netlist.sink(), netlist.source().input_width()
+        if (task.input_kind == "tokens") != (width is None) or (width is not None and task.d_input != width):
+            raise UserError(f"task {name} has d_input={task.d_input} ({task.input_kind}); the netlist's input takes "
+                            f"{'token ids' if width is None else width}")
         if task.n_classes != sink.n:
             raise UserError(f"task {name} has {task.n_classes} classes; the netlist's readout has {sink.n}")
         data = task.test

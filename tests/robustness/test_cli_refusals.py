@@ -52,7 +52,7 @@ CASES = [
     (["simulate", "N", "--samples", "0"], "--samples must be in 1..360"),
     (["simulate", "N", "--backend", "gpu"], "--backend must be one of reference, lava"),
     (["simulate", "N", "--precision", "half"], "--precision must be fixed or float"),
-    (["simulate", "N", "--precision", "float"], "use --backend lava for --precision float"),
+    (["simulate", "N", "--precision", "double"], "--precision must be fixed or float"),
     (["simulate", "N", "--task", "listops"], "task listops has d_input=16"),
     (["simulate", "N", "--seed", "-1"], "--seed must be in [0, 2^32)"),
     (["simulate", "N", "--out", "F"], "--out F: exists and is not a folder"),

@@ -7,19 +7,19 @@ import numpy as np
 import torch
 
 from pspike_neuro.data import load_task
-from pspike_neuro.export.build import as_layers, build_netlist, encode_inputs
+from pspike_neuro.export.build import build_netlist
 from pspike_neuro.export.checkpoint import load_checkpoint
 from pspike_neuro.export.hdf5 import read_netlist
 from pspike_neuro.models import ModelConfig
 from pspike_neuro.quant.quantize import QuantConfig
 from pspike_neuro.sim.reference import simulate
-from pspike_neuro.sim.rng import CounterNoise
+from pspike_neuro.numerics.rng import CounterNoise
 from pspike_neuro.training import TrainConfig, train
 
 
 def _run(net, seed, n=6):
     x = load_task("sdigits").test.x[:n]
-    return simulate(as_layers(net), encode_inputs(net, x), seed=seed)
+    return simulate(net, np.asarray(x), seed=seed)
 
 
 def test_same_seed_same_spikes_and_logits_other_seed_other_spikes(robust_net):
@@ -36,9 +36,9 @@ def test_same_seed_same_spikes_and_logits_other_seed_other_spikes(robust_net):
 def test_samples_do_not_depend_on_their_batch(robust_net):
     """Sample 3's spikes are the same alone or in a batch: the generator is keyed by sample id."""
     net = read_netlist(robust_net)
-    x = encode_inputs(net, load_task("sdigits").test.x[:6])
-    full = simulate(as_layers(net), x, seed=2)
-    alone = simulate(as_layers(net), x[3:4], seed=2, samples=np.array([3]))
+    x = np.asarray(load_task("sdigits").test.x[:6])
+    full = simulate(net, x, seed=2)
+    alone = simulate(net, x[3:4], seed=2, samples=np.array([3]))
     np.testing.assert_array_equal(full.spikes_out[1][3:4], alone.spikes_out[1])
     np.testing.assert_array_equal(full.logits[3:4], alone.logits)
 

@@ -79,8 +79,8 @@ MUTATIONS = {
                         "no node named ghost"),
     "unknown port": (lambda f: _set_edges(f, [[a, b, p, "sideways" if b == "readout" else q]
                                               for a, b, p, q in _edges(f)]), "no input port 'sideways'"),
-    "cycle": (lambda f: _set_edges(f, [["fuse1", b, p, q] if (a, b) == ("input", "neuron0") else [a, b, p, q]
-                                       for a, b, p, q in _edges(f)]), "cycle"),
+    "port fed twice": (lambda f: _set_edges(f, _edges(f) + [["input", "fuse1", "out", "residual"]]),
+                       "fuse1: input port residual is fed by more than one edge"),
     "NaN float": (lambda f: _mutate_float(f, np.nan), "NaN or infinite"),
     "infinite float": (lambda f: _mutate_float(f, np.inf), "NaN or infinite"),
     "int attr as string": (lambda f: f["nodes/neuron0"].attrs.__setitem__("n_modes", "two"), "n_modes"),
@@ -115,7 +115,7 @@ def test_structural_damage_is_named(robust_net, tmp_path, name):
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("name", ["cycle", "huge declared dataset", "external link"])
+@pytest.mark.parametrize("name", ["port fed twice", "huge declared dataset", "external link"])
 def test_cli_gives_one_line_and_exit_2(robust_net, tmp_path, name):
     path = _copy(robust_net, tmp_path)
     with crafted(path) as f:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from pspike_neuro.errors import UserError
 from pspike_neuro.export.hdf5 import read_netlist
-from pspike_neuro.export.nodes import NODE_TYPES
+from pspike_neuro.nodes import REGISTRY as NODE_TYPES
 
 from .conftest import Watchdog
 from tests.netlist_edit import crafted

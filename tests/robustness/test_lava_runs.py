@@ -13,7 +13,6 @@ import pytest
 from pspike_neuro.cli import main
 from pspike_neuro.data import load_task
 from pspike_neuro.errors import UserError
-from pspike_neuro.export.build import encode_inputs
 from pspike_neuro.export.hdf5 import read_netlist
 from pspike_neuro.sim.lava_backend import run_lava
 
@@ -66,7 +65,7 @@ def test_one_seed_gives_the_same_files_from_lava_and_the_reference(robust_net, t
 
 def test_lava_itself_repeats_a_seed_and_changes_with_another(robust_net):
     net = read_netlist(robust_net)
-    x0 = encode_inputs(net, load_task("sdigits").test.x[:2])
+    x0 = np.asarray(load_task("sdigits").test.x[:2])
     a = run_lava(net, x0, np.arange(2), seed=4, samples_per_network=2)
     b = run_lava(net, x0, np.arange(2), seed=4, samples_per_network=1)   # two networks, one sample each
     c = run_lava(net, x0, np.arange(2), seed=9, samples_per_network=2)
@@ -88,10 +87,16 @@ def test_the_process_check_sees_a_child():
 
 
 def test_a_failure_inside_lava_leaves_no_process_behind(robust_net):
+    from pspike_neuro.nodes.ssm_neuron import SSMNeuron
+
     net = read_netlist(robust_net)
-    x0 = encode_inputs(net, load_task("sdigits").test.x[:1])
-    net.nodes["neuron1"].values["site_out"] = -1   # the counter-based generator raises inside the process
-    with pytest.raises(UserError, match="sample 0 failed in neuron1: ValueError") as info:
+    x0 = np.asarray(load_task("sdigits").test.x[:1])
+    # a node whose parameters fail its own checks inside the Lava process (site -1 is out of range)
+    node = net.nodes["neuron1"]
+    net.nodes["neuron1"] = bad = SSMNeuron.__new__(SSMNeuron)
+    bad.__dict__.update(name="neuron1", values={**node.values, "site_out": -1}, floats=node.floats, p=node.p)
+    with pytest.raises(UserError, match=r"sample 0 failed in neuron1: NodeError: node neuron1 \(SSMNeuron\): field "
+                                        r"site_out: value -1 outside") as info:
         run_lava(net, x0, np.arange(1), seed=0)
     assert "\n" not in str(info.value)
     assert _live_children(os.getpid()) == []

@@ -8,13 +8,15 @@ import torch
 
 from pspike_neuro.cli import main
 from pspike_neuro.errors import UserError
-from pspike_neuro.export.build import as_layers, build_netlist, encode_inputs
+from pspike_neuro.export.build import build_netlist
 from pspike_neuro.export.checkpoint import save_checkpoint
 from pspike_neuro.export.hdf5 import read_netlist
 from pspike_neuro.models import SNN, ModelConfig, SNNConfig
-from pspike_neuro.quant.fixed import SaturationCounter
+from pspike_neuro.numerics.fixed import SaturationCounter
 from pspike_neuro.quant.quantize import QuantConfig
-from pspike_neuro.sim.reference import NeuronParams, neuron_step, simulate
+from pspike_neuro.nodes.graded_input import encode
+from pspike_neuro.nodes.ssm_neuron import NeuronParams, step_int
+from pspike_neuro.sim.reference import simulate
 
 from ..conftest import trained_like
 
@@ -49,7 +51,7 @@ def test_a_silif_adaptation_that_does_not_fit_is_refused(tmp_path, capsys):
     with torch.no_grad():
         model.layers[0].norm.bias.fill_(1e9)    # an input offset no 24-bit state can hold
     code, err = _export_error(tmp_path, capsys, model, "sdigits-spikes")
-    assert code == 2 and "does not fit" in err
+    assert code == 2 and "layer 0: the BatchNorm offset overflows 24 bits after scaling" in err
 
 
 def test_weight_bits_outside_lavas_range_are_refused(small_checkpoint, tmp_path, capsys):
@@ -62,17 +64,22 @@ def test_saturating_states_are_counted_and_reported(robust_net, capsys):
     """Inputs 50x larger than calibration saturate states and readout: counted per place, in the JSON."""
     net = read_netlist(robust_net)
     x = torch.full((2, 64, 1), 50.0)
-    result = simulate(as_layers(net), encode_inputs(net, x), seed=0)
+    result = simulate(net, np.asarray(x), seed=0)
     assert sum(result.saturation.values()) > 0
-    assert set(result.saturation) >= {"input", "layer0.state", "layer0.output", "readout"}
-    normal = simulate(as_layers(net), encode_inputs(net, torch.rand(2, 64, 1)), seed=0)
+    assert set(result.saturation) >= {"input.out", "neuron0.state", "neuron0.output", "readout.acc"}
+    enc = net.nodes["input"]   # the messages beyond 24 bits, counted independently from the encoder
+    x0 = 50.0 * enc.floats["encoder_weight"][:, 0] + enc.floats["encoder_bias"]
+    assert result.saturation["input.out"] == 2 * 64 * int((np.abs(np.rint(x0 * 2.0 ** enc.frac_bits)) > 2**23 - 1).sum())
+    assert result.saturation["input.out"] > 0
+    normal = simulate(net, np.asarray(torch.rand(2, 64, 1)), seed=0)
     assert sum(normal.saturation.values()) < sum(result.saturation.values())
 
 
 def test_probabilities_outside_zero_one_are_clamped_by_the_sampler():
     """By design (the model's own clamp, not an error): q >= 2^P always spikes, q <= 0 never does."""
     one = 1 << 16
-    node = dict(layer=0, prob_bits=16, site_in=0, site_out=1, phi="identity", alpha_m=np.zeros(2, np.int64),
+    node = dict(layer=0, n=2, n_modes=1, prob_bits=16, site_in=0, site_out=1, phi="identity",
+                alpha_m=np.zeros(2, np.int64),
                 alpha_shift=0, beta=np.array([one + 5000, -5000]), decay_re=np.zeros((2, 1)), decay_im=np.zeros((2, 1)),
                 b_re=np.zeros((2, 1)), b_im=np.zeros((2, 1)), b_exp=0, c_re=np.zeros((2, 1), np.int64),
                 c_im=np.zeros((2, 1), np.int64), c_shift=np.zeros(2, np.int64), d=np.zeros(2, np.int64), d_exp=0,
@@ -80,7 +87,7 @@ def test_probabilities_outside_zero_one_are_clamped_by_the_sampler():
     p = NeuronParams(node)
     r = np.array([[one - 1, 0]])   # neuron 0 gets the largest random number, neuron 1 the smallest
     z = np.zeros((1, 2, 1), np.int64)
-    s, o, *_ = neuron_step(p, np.zeros((1, 2), np.int64), r, r, np.ones((1, 1), bool), z, z)
+    s, o, *_ = step_int(p, np.zeros((1, 2), np.int64), r, r, np.ones((1, 1), bool), z, z)
     assert s.tolist() == [[True, False]] and o.tolist() == [[True, False]]
 
 
@@ -92,16 +99,16 @@ def test_probabilities_outside_zero_one_are_clamped_by_the_sampler():
 ])
 def test_bad_inputs_are_refused(robust_net, x, message):
     with pytest.raises(UserError, match=message):
-        encode_inputs(read_netlist(robust_net), x)
+        encode(read_netlist(robust_net).nodes["input"], x.numpy())
 
 
 def test_very_long_inputs_run_and_report(robust_net):
     net = read_netlist(robust_net)
     x = torch.rand(1, 5000, 1)
-    result = simulate(as_layers(net), encode_inputs(net, x), seed=1)
+    result = simulate(net, np.asarray(x), seed=1)
     assert result.spikes_out[0].shape == (1, 5000, 8)
     assert np.all(np.abs(result.logits) <= 2**23 - 1)   # 24-bit accumulators: saturated, not wrapped
-    assert isinstance(result.saturation["readout"], int)
+    assert isinstance(result.saturation["readout.acc"], int)
 
 
 def test_zero_samples_and_too_many_samples_are_refused(robust_net, capsys):

@@ -13,8 +13,8 @@ from pspike_neuro.cli import main
 from pspike_neuro.data import load_task
 from pspike_neuro.export.checkpoint import save_checkpoint
 from pspike_neuro.models import ModelConfig
-from pspike_neuro.quant.fixed import SaturationCounter
-from pspike_neuro.sim.reference import quantize_input
+from pspike_neuro.numerics.fixed import SaturationCounter
+from pspike_neuro.nodes.graded_input import to_messages
 
 from ..conftest import trained_like
 
@@ -30,11 +30,11 @@ def _scaled(edit):
 
 @pytest.mark.parametrize("label, edit, message", [
     ("huge mixer weights", lambda m: m.blocks[0].mixer.weight.mul_(1e30),
-     r"node mixer0 \(SparseSynapse\): field weight_exp: value 112 outside \[-24, 24\]"),
+     r"synapse mixer0: weight exponent 112 is outside Lava's range \[-24, 24\]"),
     ("vanishing mixer weights", lambda m: m.blocks[0].mixer.weight.mul_(1e-30),
-     r"node mixer0 \(SparseSynapse\): field weight_exp: value -88 outside"),
+     r"synapse mixer0: weight exponent -88 is outside Lava's range"),
     ("one outlier weight", lambda m: m.blocks[0].mixer.weight.__setitem__((0, 0), 1e4),
-     r"node mixer0 \(SparseSynapse\): field weight_exp: value 27 outside"),
+     r"synapse mixer0: weight exponent 27 is outside Lava's range"),
     ("huge C (was exported as zeros)", lambda m: m.blocks[0].ssm.C.mul_(1e30),
      r"node neuron0 \(SSMNeuron\): field c_re: values outside \[-8388607, 8388607\]"),
     ("output bias beyond 2^63", lambda m: m.blocks[0].b_out.fill_(1e30),
@@ -51,9 +51,9 @@ def test_values_beyond_the_fixed_point_ranges_are_refused(tmp_path, capsys, labe
 
 def test_inputs_far_beyond_24_bits_saturate_with_their_sign_and_are_counted():
     sat = SaturationCounter()
-    x = quantize_input(np.array([[[1e30, -1e30, 3.0, -1e300]]]), 20, sat)
+    x = to_messages(np.array([[[1e30, -1e30, 3.0, -1e300]]]), 20, sat, "input")
     assert x.tolist() == [[[LIMIT, -LIMIT, 3 << 20, -LIMIT]]]    # a wrapping cast gave -LIMIT for 1e30
-    assert sat.counts == {"input": 3}
+    assert sat.counts == {"input.out": 3}
 
 
 def test_a_huge_encoder_exports_and_its_saturation_is_reported(tmp_path, capsys):
@@ -66,5 +66,5 @@ def test_a_huge_encoder_exports_and_its_saturation_is_reported(tmp_path, capsys)
     summary = json.loads(capsys.readouterr().out)
     # every channel of every step whose pixel is not zero saturates (a zero pixel gives the bias only)
     nonzero = int((load_task("sdigits").test.x[:4] != 0).sum())
-    assert summary["saturation"]["input"] == 8 * nonzero > 0
-    assert summary["saturation_events"] >= summary["saturation"]["input"]
+    assert summary["saturation"]["input.out"] == 8 * nonzero > 0
+    assert summary["saturation_events"] >= summary["saturation"]["input.out"]

@@ -35,21 +35,26 @@ class NodeModel(PyLoihiProcessModel):
         super().__init__(proc_params)
         self.p = proc_params
         spec = proc_params["node"]
-        self.node = REGISTRY[spec["type"]](spec["name"], spec["values"], spec["floats"])
+        self.failed = False
+        self.error = None
+        try:
+            self.node = REGISTRY[spec["type"]](spec["name"], spec["values"], spec["floats"])
+        except Exception as exc:  # noqa: BLE001 - reported at the first step, like a step's error
+            self.node, self.error = None, exc
+        self.in_widths, self.out_widths = proc_params["in_ports"], proc_params["out_ports"]
         self.latency = proc_params["latency"]
         self.length, self.period = proc_params["length"], proc_params["period"]
         self.samples = np.asarray(proc_params["samples"])
         self.valid_lengths = np.asarray(proc_params["valid_lengths"])
         self.delays = proc_params["delays"]
-        self.buffers = {port: [] for port in self.node.IN_PORTS}
+        self.buffers = {port: [] for port in self.in_widths}
         self.sat = SaturationCounter()
         self.records: dict = {}
-        self.keep = ("out",) + tuple(self.node.LAVA_RECORDS)
+        self.keep = ("out",) + (tuple(self.node.LAVA_RECORDS) if self.node is not None else ())
         self.dtype = np.int64 if self.integer else np.float64
-        self.zeros = {port: np.zeros(self.node.out_width(port), self.dtype) for port in self.node.OUT_PORTS}
+        self.zeros = {port: np.zeros(width, self.dtype) for port, width in self.out_widths.items()}
         self.state = None
         self.ctx = None
-        self.failed = False
 
     def window(self):
         """``(j, t)``, sample index and model time this step handles, or None outside every window."""
@@ -69,13 +74,15 @@ class NodeModel(PyLoihiProcessModel):
 
     def run_spk(self):
         inputs = {}
-        for port in self.node.IN_PORTS:
+        for port in self.in_widths:
             value = getattr(self, f"in_{port}").recv()
             buffer = self.buffers[port]
             buffer.append(value)
             inputs[port] = buffer.pop(0) if len(buffer) > self.delays.get(port, 0) else np.zeros_like(value)
         where = self.window()
         outputs = self.zeros
+        if where is not None and self.error is not None:
+            self.report(where[0], self.error)
         if where is not None and not self.failed:
             j, t = where
             try:
@@ -87,12 +94,12 @@ class NodeModel(PyLoihiProcessModel):
                 step = self.node.int_step if self.integer else self.node.float_step
                 out, self.state, rec = step(self.state, {k: np.asarray(v, self.dtype)[None] for k, v in inputs.items()},
                                             t, self.ctx)
-                outputs = {port: np.asarray(out[port][0], self.dtype) for port in self.node.OUT_PORTS}
+                outputs = {port: np.asarray(out[port][0], self.dtype) for port in self.out_widths}
                 for key, value in {**{k: v for k, v in out.items() if k in self.keep}, **rec}.items():
                     self.record(key, j, t, value[0])
             except Exception as exc:  # noqa: BLE001 - reported through the .error file
                 self.report(j, exc)
-        for port in self.node.OUT_PORTS:
+        for port in self.out_widths:
             getattr(self, f"out_{port}").send(outputs[port])
         if self.time_step == self.p["num_steps"] and self.p.get("record_path"):
             np.savez(self.p["record_path"], **self.records, **{f"sat:{k}": v for k, v in self.sat.as_dict().items()})

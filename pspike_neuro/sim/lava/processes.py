@@ -20,7 +20,7 @@ class NodeProcess(AbstractProcess):
     """A netlist node; ``in_ports`` and ``out_ports`` map our port names to their widths."""
 
     def __init__(self, *, in_ports: dict, out_ports: dict, **params):
-        super().__init__(**params)
+        super().__init__(in_ports=in_ports, out_ports=out_ports, **params)
         for port, width in in_ports.items():
             setattr(self, f"in_{port}", InPort(shape=(width,)))
         for port, width in out_ports.items():
