@@ -66,7 +66,7 @@ def make_netlist(h: int, n: int, tmp: Path, cache: dict):
 def time_point(net, length: int, batch: int, repeats: int) -> float:
     import torch
 
-        from pspike_neuro.sim.reference import simulate
+    from pspike_neuro.sim.reference import simulate
 
     gen = torch.Generator().manual_seed(1)
     x0 = np.asarray(torch.rand(batch, length, 1, generator=gen))

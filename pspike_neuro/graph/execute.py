@@ -65,19 +65,24 @@ def valid_mask(batch: int, length: int, lengths=None) -> np.ndarray:
     return np.arange(length)[None] < np.asarray(lengths)[:, None]
 
 
-def _as_input(value, integer: bool) -> np.ndarray:
+def _as_number(value, integer: bool) -> np.ndarray:
     return np.asarray(value, np.int64 if integer else np.float64) if value.dtype == bool else value
 
 
-def _add(inputs: dict, port: str, value) -> None:
-    inputs[port] = value if port not in inputs else inputs[port] + value
+def _add(inputs: dict, port: str, value, integer: bool) -> None:
+    """Put ``value`` on ``port``, summed with what is there (spikes stay bool when alone: a synapse
+    reads them as they are, and every step converts what it needs)."""
+    if port not in inputs:
+        inputs[port] = value
+    else:
+        inputs[port] = _as_number(inputs[port], integer) + _as_number(value, integer)
 
 
 def _gather(netlist: Netlist, name: str, values: dict, integer: bool) -> dict:
     """The inputs of an acyclic node by port: the sum of the sequences on its edges."""
     inputs: dict = {}
     for e in netlist.inputs_of(name):
-        _add(inputs, e.dst_port, _as_input(values[e.src], integer))
+        _add(inputs, e.dst_port, values[e.src], integer)
     return inputs
 
 
@@ -145,7 +150,7 @@ def _run_cycle(netlist: Netlist, group: tuple, back, values: dict, records: dict
                 else:
                     value = values[e.src][:, t]
                 if value is not None:
-                    _add(inputs, e.dst_port, _as_input(value, integer))
+                    _add(inputs, e.dst_port, value, integer)
             for port in node.IN_PORTS:
                 if port not in inputs:
                     inputs[port] = np.zeros((batch, node.in_width(port)), np.int64 if integer else np.float64)
