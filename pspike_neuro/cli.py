@@ -116,9 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", metavar="FILE.npz", help=INPUTS_HELP + " (labels required)")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("export", help="quantize a checkpoint and write a netlist (.net)")
+    p = sub.add_parser("export", help="quantize a checkpoint and write a netlist (.net), or write it as NIR (.nir)")
     p.add_argument("checkpoint")
-    p.add_argument("-o", "--output", required=True, help="netlist file to write (e.g. model.net)")
+    p.add_argument("-o", "--output", required=True, help="file to write (model.net, or graph.nir with --format nir)")
+    p.add_argument("--format", default="auto",
+                   help="net (the quantized netlist) or nir (the float graph; imported graphs); auto: from -o's suffix")
+    p.add_argument("--calib-data", metavar="FILE.npz",
+                   help="calibration inputs (the --inputs layout), for models without a task; default: the task's "
+                        "training split, or random spike trains (said so in the output)")
     p.add_argument("--weight-bits", type=int, default=8, help="Lava weight bits of the synapses (1..8)")
     p.add_argument("--prob-bits", type=int, default=16, help="bits of sampler probabilities (1..24)")
     p.add_argument("--ssm-bits", type=int, default=8, help="mantissa bits of Bbar, C and D")
@@ -128,6 +133,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed recorded for the deployed samplers")
     p.add_argument("--data-dir", help="folder with the real dataset's files (smnist, psmnist)")
     p.add_argument("--netx", metavar="FILE", help="also write the readout as a lava-dl netx HDF5 file")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("import", help="turn another tool's model (a NIR graph) into a checkpoint DIR/model.pt")
+    p.add_argument("source", help="the file to import (a .nir graph)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for model.pt and import.json")
+    p.add_argument("--format", default="auto", help="auto (from the file) or nir")
+    p.add_argument("--dt", type=float, help="time step of the discretization in seconds (default: the graph's "
+                                            "metadata; snnTorch exports need 1e-4, Norse 1.1 exports dt squared)")
+    p.add_argument("--discretization", help="euler (default; what snnTorch and Norse compute) or exact")
+    p.add_argument("--input", default="spikes", help="spikes (default: inputs are spike trains) or currents")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("inspect", help="describe a netlist: nodes, bit widths, memory, Loihi 2 cores")
@@ -446,13 +461,33 @@ def cmd_export(args) -> int:
     from .export.hdf5 import write_netlist
     from .quant.quantize import QuantConfig
 
+    fmt = args.format if args.format != "auto" else ("nir" if str(args.output).endswith(".nir") else "net")
+    if fmt not in ("net", "nir"):
+        raise UserError(f"--format must be auto, net or nir, got {args.format!r}")
     qc = QuantConfig(weight_bits=args.weight_bits, prob_bits=args.prob_bits, ssm_bits=args.ssm_bits,
                      affine_bits=args.affine_bits, calib_samples=args.calib_samples, density=args.density,
                      seed=args.seed)
     ckpt = load_checkpoint(args.checkpoint)
+    if fmt == "nir":
+        from .export.nir_io import refuse_nir_export, write_nir
+
+        refuse_nir_export(ckpt)
+        write_nir(ckpt.model, args.output)
+        summary = {"nir": str(args.output), "nodes": len(ckpt.config.nodes), "dt": ckpt.config.dt,
+                   "discretization": ckpt.config.discretization}
+        print(json.dumps(summary, indent=2) if args.json else
+              f"wrote {args.output}: {summary['nodes']} NIR nodes (dt {summary['dt']:g} and the {summary['discretization']} "
+              "rule recorded in its metadata)")
+        return 0
     if args.data_dir is None:  # calibration reads the data folder the checkpoint records
         check_io(args, ckpt.task_options.get("data_dir"))
-    netlist, report = build_netlist(ckpt, qc, data_dir=args.data_dir)
+    calib = None
+    if args.calib_data:
+        from .data.inputs import load_inputs_file
+
+        given = load_inputs_file(args.calib_data)
+        calib = (given.x, given.lengths)
+    netlist, report = build_netlist(ckpt, qc, data_dir=args.data_dir, calib=calib)
     write_netlist(netlist, args.output)
     if args.netx:
         from .export.netx import write_readout_netx
@@ -464,7 +499,21 @@ def cmd_export(args) -> int:
     else:
         print(f"wrote {args.output}: {summary['nodes']} nodes, {summary['nonzero_synapses']} synapses, "
               f"latency {summary['latency_steps']} steps, {report['calibration_saturation_events']} saturation "
-              f"events on the calibration data, exported in {report['export_time_s']:.1f} s")
+              f"events on the calibration data ({report['calibration']}), exported in {report['export_time_s']:.1f} s")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from .export.imports import import_model
+
+    record = import_model(args.source, args.output, fmt=args.format, dt=args.dt,
+                          discretization=args.discretization, input=args.input)
+    if args.json:
+        print(json.dumps(record, indent=2, default=str))
+    else:
+        print(f"imported {args.source} ({record['format']}, {len(record.get('nodes', {}))} nodes, dt "
+              f"{record.get('dt', 0):g} s, {record.get('discretization', '')} rule): wrote {record['files']['checkpoint']} "
+              f"and {record['files']['record']}")
     return 0
 
 
@@ -566,8 +615,8 @@ def cmd_report(args) -> int:
     return 0
 
 
-COMMANDS = {"verify": cmd_verify, "report": cmd_report, "train": cmd_train, "eval": cmd_eval, "export": cmd_export, "inspect": cmd_inspect,
-            "simulate": cmd_simulate, "demo": cmd_demo}
+COMMANDS = {"verify": cmd_verify, "report": cmd_report, "train": cmd_train, "eval": cmd_eval, "export": cmd_export,
+            "import": cmd_import, "inspect": cmd_inspect, "simulate": cmd_simulate, "demo": cmd_demo}
 
 
 #: per command: the arguments naming what it reads, and those naming what it writes (file or folder)
@@ -630,11 +679,10 @@ def check_args(args) -> None:
     if agreement is not None and not 0 <= agreement <= 1:
         raise UserError(f"--min-agreement must be in [0, 1], got {agreement}")
     check_io(args)
-    if getattr(args, "out", None) is not None:
-        check_output_folder(args.out, "--out")
-    for name in ("output", "netx"):
-        if getattr(args, name, None) is not None:
-            check_output_file(getattr(args, name), f"--{name}")
+    for name, kind in WRITES.get(args.command, {}).items():
+        value = getattr(args, name, None)
+        if value is not None:
+            (check_output_folder if kind == "folder" else check_output_file)(value, f"--{name.replace('_', '-')}")
 
 
 def main(argv=None) -> int:

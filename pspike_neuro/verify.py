@@ -21,7 +21,7 @@ from .errors import UserError
 from .export.checkpoint import Checkpoint
 from .graph import Netlist, RunResult
 from .numerics.rng import CounterNoise
-from .sim.run import load_inputs, run_backend
+from .sim.run import LAVA_DEFAULT_SAMPLES, load_inputs, run_backend
 
 
 @dataclass
@@ -126,10 +126,9 @@ def compare(ckpt: Checkpoint, netlist: Netlist, *, backend: str, samples: int | 
                         f"vs {ckpt.sha256[:12]}... of {ckpt.path})")
     if seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {seeds}")
-    if backend == "lava" and samples is None:
-        samples = 8
     data_dir = ckpt.task_options.get("data_dir")  # where export found a real dataset (shd, smnist)
-    name, x, labels, lengths = load_inputs(netlist, None, samples, data_dir, inputs)
+    name, x, labels, lengths = load_inputs(netlist, None, samples, data_dir, inputs,
+                                           default_cap=LAVA_DEFAULT_SAMPLES if backend == "lava" else None)
     first = int(netlist.meta["seed"]) if seed is None else seed
     prob_bits = int(netlist.meta["quant_config"].get("prob_bits", 16))
     valid = np.ones(x.shape[:2], bool) if lengths is None else np.arange(x.shape[1])[None] < lengths[:, None]

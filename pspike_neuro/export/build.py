@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from .. import __version__
 from ..data import load_recorded_task
 from ..errors import UserError
@@ -21,31 +23,42 @@ from ..quant.quantize import QuantConfig, calibrate, quantize_graph
 from .checkpoint import Checkpoint
 
 
+#: calibration inputs of a model without a task and without --calib-data: random spike trains
+RANDOM_CALIBRATION = {"rate": 0.1, "steps": 100, "samples": 64}
+
+
 def calibration_inputs(ckpt: Checkpoint, qc: QuantConfig, data_dir=None, calib=None):
-    """Raw calibration inputs and their lengths (None when unpadded): the first ``calib_samples`` of
-    ``calib`` (an ``(x, lengths)`` pair) or of the training split of the checkpoint's task."""
+    """Raw calibration inputs, their lengths (None when unpadded), their length and what they are:
+    the first ``calib_samples`` of ``calib`` (an ``(x, lengths)`` pair), of the training split of the
+    checkpoint's task, or (an imported model without either) random spike trains at a stated rate."""
+    if calib is None and not ckpt.task:
+        r = RANDOM_CALIBRATION
+        n = min(qc.calib_samples, r["samples"])
+        rng = np.random.default_rng(qc.seed)
+        x = (rng.random((n, r["steps"], ckpt.config.d_input)) < r["rate"]).astype(np.float32)
+        return x, None, r["steps"], (f"{n} random spike trains (rate {r['rate']}, {r['steps']} steps, seed {qc.seed}); "
+                                     "give --calib-data FILE.npz to calibrate on your own inputs")
     if calib is None:
-        if not ckpt.task:
-            raise UserError(f"checkpoint {ckpt.path}: records no task, so there is no calibration data; "
-                            "give --calib-data FILE.npz")
         task = load_recorded_task(ckpt.task, ckpt.task_options, data_dir=data_dir)
         n = min(qc.calib_samples, len(task.train))
         x, lengths, seq_len = task.train.x[:n].numpy(), task.train.lengths[:n].numpy(), int(task.seq_len)
+        what = f"{n} training samples of {task.name}"
     else:
         x, lengths = calib
         n = min(qc.calib_samples, len(x))
         x, lengths = x[:n], None if lengths is None else lengths[:n]
         seq_len = int(x.shape[1])
+        what = f"{n} samples of --calib-data"
     if lengths is not None and bool((lengths == x.shape[1]).all()):
         lengths = None
-    return x, lengths, seq_len
+    return x, lengths, seq_len, what
 
 
 def build_netlist(ckpt: Checkpoint, qc: QuantConfig, *, data_dir=None, calib=None) -> tuple[Netlist, dict]:
     """Quantize the checkpoint's model on calibration data; return the netlist and a report."""
     start = time.perf_counter()
     graph = fold(ckpt.model, qc.prob_bits)
-    x, lengths, seq_len = calibration_inputs(ckpt, qc, data_dir, calib)
+    x, lengths, seq_len, what = calibration_inputs(ckpt, qc, data_dir, calib)
     stats = calibrate(graph, x, qc, lengths)
     try:
         nodes = quantize_graph(graph, stats, qc)
@@ -69,7 +82,7 @@ def build_netlist(ckpt: Checkpoint, qc: QuantConfig, *, data_dir=None, calib=Non
     check = run(netlist, x, integer=True, seed=qc.seed, lengths=lengths)
     formats = {name: node.values.get("state_frac_bits", node.values.get("frac_bits"))
                for name, node in nodes.items()}
-    report = {"calibration_samples": int(x.shape[0]), "export_time_s": time.perf_counter() - start,
+    report = {"calibration_samples": int(x.shape[0]), "calibration": what, "export_time_s": time.perf_counter() - start,
               "calibration_saturation_events": int(sum(check.saturation.values())),
               "calibration_saturation": check.saturation,
               "frac_bits": {k: int(v) for k, v in formats.items() if v is not None}}

@@ -6,8 +6,9 @@ never runs code)::
     format          "pspike-neuro-checkpoint"
     format_version  1
     package_version the pspike-neuro version that wrote it
-    model_type      "pspike", "silif" or "csilif"
-    model_config    ModelConfig.to_dict() (P-SpikeSSM) or SNNConfig.to_dict() (SiLIF, C-SiLIF)
+    model_type      "pspike", "silif", "csilif" or "graph" (imported from NIR)
+    model_config    ModelConfig.to_dict() (P-SpikeSSM), SNNConfig.to_dict() (SiLIF, C-SiLIF) or
+                    GraphConfig.to_dict() (an imported graph: its nodes, edges, dt, discretization)
     task            task name the model was trained on
     task_options    {"data_dir": folder of a real dataset, "options": the task's options, e.g. SHD's
                     binning}; either may be absent
@@ -36,13 +37,14 @@ from ..errors import UserError
 from ..fileio import atomic_path, sha256_file
 from ..filekind import identify
 from ..isolate import run_isolated
-from ..models import SNN, ModelConfig, PSpikeSSM, SNNConfig
+from ..models import SNN, GraphConfig, GraphModel, ModelConfig, PSpikeSSM, SNNConfig
 
 FORMAT = "pspike-neuro-checkpoint"
 FORMAT_VERSION = 1
 REQUIRED = ("format", "format_version", "model_type", "model_config", "state_dict")
 #: model_type -> (network class, config class)
-MODEL_TYPES = {"pspike": (PSpikeSSM, ModelConfig), "silif": (SNN, SNNConfig), "csilif": (SNN, SNNConfig)}
+MODEL_TYPES = {"pspike": (PSpikeSSM, ModelConfig), "silif": (SNN, SNNConfig), "csilif": (SNN, SNNConfig),
+               "graph": (GraphModel, GraphConfig)}
 
 
 @dataclass

@@ -29,7 +29,7 @@ import torch
 
 from ..errors import UserError
 from ..graph import Edge, Netlist
-from ..models import SNN, ModelConfig, PSpikeSSM
+from ..models import SNN, GraphModel, ModelConfig, PSpikeSSM
 from ..models.pspike import SequenceNorm
 from ..models.silif import CSiLIFLayer
 from ..nodes import FloatNode
@@ -180,12 +180,13 @@ def fold_snn(model: SNN, prob_bits: int) -> Netlist:
     return Netlist(meta={}, nodes={n.name: n for n in nodes}, edges=edges)
 
 
+def fold_graph(model: GraphModel, prob_bits: int) -> Netlist:
+    """An imported graph: its discretized float graph (models/nir_steps.py)."""
+    return model.to_float_graph()
+
+
 #: how each model family becomes a float graph
-FOLDERS = {PSpikeSSM: fold_pspike, SNN: fold_snn}
-
-
-def register_folder(model_class, folder) -> None:
-    FOLDERS[model_class] = folder
+FOLDERS = {PSpikeSSM: fold_pspike, SNN: fold_snn, GraphModel: fold_graph}
 
 
 def fold(model: torch.nn.Module, prob_bits: int = 16) -> Netlist:

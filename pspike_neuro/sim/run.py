@@ -21,10 +21,16 @@ BACKENDS = ("reference", "lava")
 PRECISIONS = {"fixed": "fixed_pt", "float": "floating_pt"}
 
 
-def load_inputs(netlist: Netlist, task_name: str | None, samples: int | None, data_dir=None, inputs=None):
+#: samples a Lava run takes when --samples is not given (Lava runs about 300 sample-steps per second)
+LAVA_DEFAULT_SAMPLES = 8
+
+
+def load_inputs(netlist: Netlist, task_name: str | None, samples: int | None, data_dir=None, inputs=None,
+                default_cap: int | None = None):
     """``(name, x, labels, lengths)``: the first ``samples`` of ``inputs`` (an npz path), or of the test
-    split of the task (default: the one the netlist was calibrated on). ``labels`` may be None (an
-    inputs file without them), ``lengths`` is None when nothing is padded."""
+    split of the task (default: the one the netlist was calibrated on); without ``samples``, all of
+    them or the first ``default_cap``. ``labels`` may be None (an inputs file without them),
+    ``lengths`` is None when nothing is padded."""
     if inputs is not None:
         data = load_inputs_file(inputs)
         name, x, labels, lengths = data.name, data.x, data.labels, data.lengths
@@ -45,7 +51,7 @@ def load_inputs(netlist: Netlist, task_name: str | None, samples: int | None, da
         x, labels, lengths = data.x.numpy(), data.y.numpy(), data.lengths.numpy()
         if bool((lengths == x.shape[1]).all()):
             lengths = None
-    n = len(x) if samples is None else samples
+    n = (len(x) if default_cap is None else min(default_cap, len(x))) if samples is None else samples
     if not 1 <= n <= len(x):
         raise UserError(f"--samples must be in 1..{len(x)} for {name}, got {n}")
     if labels is not None and labels[:n].size and labels[:n].max() >= netlist.sink().n:
@@ -111,11 +117,10 @@ def write_activity(out_dir: Path, result: RunResult, summary: dict) -> None:
 def simulate_command(netlist: Netlist, *, backend: str, task: str | None, samples: int | None, seed: int | None,
                      precision: str = "fixed", out: str | None = None, data_dir=None, progress=True,
                      inputs=None) -> dict:
-    if samples is None and backend == "lava":
-        samples = 8
     if inputs is not None and task is not None:
         raise UserError("--task and --inputs name two different inputs; give one")
-    name, x, labels, lengths = load_inputs(netlist, task, samples, data_dir, inputs)
+    name, x, labels, lengths = load_inputs(netlist, task, samples, data_dir, inputs,
+                                           default_cap=LAVA_DEFAULT_SAMPLES if backend == "lava" else None)
     seed = int(netlist.meta["seed"]) if seed is None else seed
     start = time.perf_counter()
     result = run_backend(netlist, x, seed, lengths, backend, precision, progress)
