@@ -12,6 +12,7 @@ demo: bootstrap
 	$(VENV)/bin/pspike demo
 
 test: bootstrap
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: bootstrap

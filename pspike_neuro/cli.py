@@ -383,7 +383,6 @@ def cmd_eval(args) -> int:
 def cmd_demo(args) -> int:
     """Train on sdigits, export, simulate (reference on the whole test set, Lava on a few samples),
     verify against the float model and write the report."""
-    from .sim import lava_backend  # noqa: F401  (Lava must pick the multiprocessing start method first)
     from .data import load_task
     from .export.build import build_netlist
     from .export.checkpoint import load_checkpoint
@@ -391,6 +390,7 @@ def cmd_demo(args) -> int:
     from .models import ModelConfig, preset
     from .quant.quantize import QuantConfig
     from .report import write_report
+    from .sim import lava_backend  # noqa: F401  (Lava must pick the multiprocessing start method first)
     from .sim.run import simulate_command
     from .training import TrainConfig, train
     from .verify import compare
@@ -444,7 +444,8 @@ def cmd_demo(args) -> int:
         rates = ", ".join(f"{100 * a:.0f}/{100 * b:.0f}%" for a, b in summary["spike_rates"])
         e = ", ".join(f"{v:.1f} uJ ({k}, {summary['energy_ratio_non_spiking_to_spiking'][k]:.2f}x below the "
                       f"non-spiking counterpart)" for k, v in summary["energy_uj_per_inference"].items())
-        print(f"demo summary ({'verification PASSED' if result['passed'] else 'verification FAILED: ' + ', '.join(result['failed_checks'])}):\n"
+        verdict = "verification PASSED" if result["passed"] else "verification FAILED: " + ", ".join(result["failed_checks"])
+        print(f"demo summary ({verdict}):\n"
               f"  float {100 * summary['float_accuracy']:.2f}% vs deployed {100 * summary['deployed_accuracy']:.2f}% "
               f"(full test set, mean of {len(result['seeds'])} seeds, common random numbers); Lava "
               f"{100 * summary['lava_accuracy']:.0f}% on {lava['samples']} samples (bit-exact to the reference)\n"

@@ -25,8 +25,8 @@ import numpy as np
 
 from . import __version__
 from .export.checkpoint import Checkpoint
-from .graph import Netlist
 from .fileio import remove_stale
+from .graph import Netlist
 from .verify import Activity
 
 #: a neuron whose mean spike probability is below this counts as "near zero" (the paper's Figure 4)

@@ -107,7 +107,7 @@ def test_fused_step_is_numpys_arithmetic_bit_for_bit(modes):
     z = cx(4, 6, modes) * 10.0 ** rng.integers(-3, 6, (4, 6, modes))
     zr, zi = np.ascontiguousarray(z.real), np.ascontiguousarray(z.imag)
     params = kernels.calib_params(lam, b_unit, c)
-    for step in range(3):
+    for _ in range(3):
         s = rng.random((4, 6)) < 0.5
         z = lam * z
         np.add(z, b_unit, out=z, where=s[..., None])

@@ -5,8 +5,17 @@ import pytest
 from scipy import sparse
 
 from pspike_neuro.numerics.fixed import (
-    SaturationCounter, lava_effective_weights, quantize_decay, quantize_mantissa, quantize_weights,
-    rf_step, saturate, shift, shr_floor, shr_trunc, synaptic_input,
+    SaturationCounter,
+    lava_effective_weights,
+    quantize_decay,
+    quantize_mantissa,
+    quantize_weights,
+    rf_step,
+    saturate,
+    shift,
+    shr_floor,
+    shr_trunc,
+    synaptic_input,
 )
 
 
@@ -118,7 +127,7 @@ def test_float_fast_path_of_the_neuron_step_equals_the_integer_step():
     zi = rng.integers(-lim, lim + 1, (batch, n, m))
     fr, fi = zr.astype(float), zi.astype(float)
     sat_seen = 0
-    for t in range(20):
+    for _ in range(20):
         x = rng.integers(-2**22, 2**22, (batch, n))
         r_in, r_out = rng.integers(0, 2**16, (2, batch, n))
         valid = np.ones((batch, 1), bool)

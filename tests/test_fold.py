@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from pspike_neuro.errors import UserError
-from pspike_neuro.models import ModelConfig, PSpikeSSM
 from pspike_neuro.graph import run
+from pspike_neuro.models import ModelConfig, PSpikeSSM
 from pspike_neuro.numerics.rng import CounterNoise
 from pspike_neuro.quant.fold import fold
 

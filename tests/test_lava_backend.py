@@ -10,10 +10,10 @@ import torch
 from pspike_neuro.data import load_task
 from pspike_neuro.errors import UserError
 from pspike_neuro.export.hdf5 import read_netlist
-from pspike_neuro.sim.lava_backend import run_lava
 from pspike_neuro.nodes import RunContext
 from pspike_neuro.nodes.ssm_neuron import SSMNeuron
 from pspike_neuro.numerics.rng import CounterNoise
+from pspike_neuro.sim.lava_backend import run_lava
 from pspike_neuro.sim.reference import simulate
 
 from .lava_helpers import assert_same_run, rf_trajectory

@@ -10,9 +10,8 @@ from pspike_neuro.cli import main
 from pspike_neuro.errors import UserError
 from pspike_neuro.export.build import build_netlist
 from pspike_neuro.export.hdf5 import read_netlist, write_netlist
-from pspike_neuro.graph import Edge, NetlistError
+from pspike_neuro.graph import Edge
 from pspike_neuro.nodes import NodeError, schema_markdown
-from pspike_neuro.nodes.ssm_neuron import SSMNeuron
 from pspike_neuro.nodes.synapses import SparseSynapse
 from pspike_neuro.quant.quantize import QuantConfig
 from tests.netlist_edit import crafted

@@ -115,8 +115,7 @@ def test_snntorch_feed_forward_lif(tmp_path):
     assert main(["export", str(tmp_path / "imported" / "model.pt"), "-o", str(tmp_path / "back.nir")]) == 0
     back = import_from_nir(nir.read(str(tmp_path / "back.nir"), type_check=False))
     with torch.no_grad():
-        h, outs = None, []
-        state = None
+        outs, state = [], None
         for t in range(STEPS):
             y, state = back(torch.from_numpy(x[:, t]), state)
             outs.append(y[0] if isinstance(y, tuple) else y)

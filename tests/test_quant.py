@@ -10,9 +10,8 @@ from pspike_neuro.cli import main
 from pspike_neuro.errors import UserError
 from pspike_neuro.export.build import build_netlist
 from pspike_neuro.export.checkpoint import load_checkpoint
-from pspike_neuro.numerics.fixed import lava_effective_weights
+from pspike_neuro.numerics.fixed import frac_bits_for, lava_effective_weights, prune_to_density
 from pspike_neuro.quant.qat import fake_quantized, lava_grid
-from pspike_neuro.numerics.fixed import frac_bits_for, prune_to_density
 from pspike_neuro.quant.quantize import QuantConfig
 from pspike_neuro.sim.reference import simulate
 

@@ -139,7 +139,8 @@ def test_numpy_torch_bit_identity_large_random_set():
     # uniform ints and floats follow
     for p in (1, 8, 16, 24):
         ui = uniform_int(*keys[:4], p, sample=keys[4])
-        np.testing.assert_array_equal(uniform_int_torch(*[torch.from_numpy(k.copy()) for k in keys[:4]], p, sample=torch.from_numpy(keys[4].copy())).numpy(), ui)
+        torch_keys = [torch.from_numpy(k.copy()) for k in keys]
+        np.testing.assert_array_equal(uniform_int_torch(*torch_keys[:4], p, sample=torch_keys[4]).numpy(), ui)
         np.testing.assert_array_equal(ui, got_np.astype(np.int64) >> (32 - p))
     uf_np = uniform_float(*keys[:4], 16, sample=keys[4], dtype=np.float32)
     uf_t = uniform_float_torch(*[torch.from_numpy(k.copy()) for k in keys[:4]], 16, sample=torch.from_numpy(keys[4].copy()))
@@ -170,7 +171,8 @@ def test_cuda_matches_numpy():
     assert got.is_cuda
     np.testing.assert_array_equal(got.cpu().numpy(), hash_u32(*keys).astype(np.int64))
     noise = CounterNoise(9, prob_bits=16)
-    torch.testing.assert_close(noise(1, (2, 5, 6), "cuda", torch.float32).cpu(), noise(1, (2, 5, 6), "cpu", torch.float32), rtol=0, atol=0)
+    torch.testing.assert_close(noise(1, (2, 5, 6), "cuda", torch.float32).cpu(), noise(1, (2, 5, 6), "cpu", torch.float32),
+                               rtol=0, atol=0)
 
 
 # ---------------------------------------------------------------------------- key sensitivity

@@ -9,7 +9,6 @@ import torch
 
 from pspike_neuro.cli import main, snn_threads
 from pspike_neuro.data import load_task
-from pspike_neuro.errors import UserError
 from pspike_neuro.export.build import build_netlist
 from pspike_neuro.export.checkpoint import load_checkpoint, save_checkpoint
 from pspike_neuro.export.hdf5 import read_netlist, write_netlist

@@ -22,7 +22,6 @@ from ..quant.fold import fold
 from ..quant.quantize import QuantConfig, calibrate, quantize_graph
 from .checkpoint import Checkpoint
 
-
 #: calibration inputs of a model without a task and without --calib-data: random spike trains
 RANDOM_CALIBRATION = {"rate": 0.1, "steps": 100, "samples": 64}
 

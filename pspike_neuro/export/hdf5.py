@@ -25,8 +25,8 @@ import numpy as np
 from ..errors import UserError
 from ..fileio import atomic_path
 from ..filekind import HDF5_DETAILS, NETLIST_MAGIC, identify
-from ..isolate import run_isolated
 from ..graph import FORMAT, FORMAT_VERSION, META_KEYS, Edge, Netlist, NetlistError
+from ..isolate import run_isolated
 from ..nodes import REGISTRY, NodeError
 
 JSON_META = ("model_config", "quant_config")

@@ -20,7 +20,8 @@ import numpy as np
 from ..errors import UserError
 from ..fileio import atomic_path
 from ..isolate import run_isolated
-from ..models.graph import LINEAR, NEURONS, PARAMS, SUPPORTED, GraphConfig
+from ..models.graph import GraphConfig
+from ..models.nir_steps import NEURONS, PARAMS, SUPPORTED
 
 PASS_THROUGH = "pass-through"
 REFUSED_WITH_REASON = {

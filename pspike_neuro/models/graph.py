@@ -38,18 +38,7 @@ from torch import nn
 
 from ..errors import UserError
 from .config import ConfigDict
-
-DISCRETIZATIONS = ("euler", "exact")
-#: NIR node types the importer takes (Flatten and nested graphs are resolved at import)
-NEURONS = ("LIF", "IF", "LI", "I", "CubaLIF", "CubaLI", "Threshold")
-LINEAR = ("Affine", "Linear", "Scale")
-SUPPORTED = ("Input", "Output", "Delay") + NEURONS + LINEAR
-#: the parameters of each supported type (arrays; NIR's names)
-PARAMS = {"Input": (), "Output": (), "Affine": ("weight", "bias"), "Linear": ("weight",), "Scale": ("scale",),
-          "LIF": ("tau", "r", "v_leak", "v_threshold", "v_reset"), "IF": ("r", "v_threshold", "v_reset"),
-          "LI": ("tau", "r", "v_leak"), "I": ("r",),
-          "CubaLIF": ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset", "w_in"),
-          "CubaLI": ("tau_syn", "tau_mem", "r", "v_leak", "w_in"), "Threshold": ("threshold",), "Delay": ("delay",)}
+from .nir_steps import DISCRETIZATIONS, SUPPORTED, discretize
 
 
 @dataclass
@@ -127,8 +116,6 @@ class GraphModel(nn.Module):
         return out
 
     def to_float_graph(self):
-        from .nir_steps import discretize
-
         return discretize(self.cfg, self.nir_params())
 
     def _run(self, x, lengths=None):

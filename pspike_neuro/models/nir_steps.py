@@ -19,7 +19,18 @@ from ..nodes.output import OutputSink
 from ..nodes.spike_input import SpikeInput
 from ..nodes.synapses import DenseSynapse
 from ..nodes.threshold import ThresholdNode
-from .graph import LINEAR, GraphConfig
+
+DISCRETIZATIONS = ("euler", "exact")
+#: NIR node types the importer takes (Flatten and nested graphs are resolved at import)
+NEURONS = ("LIF", "IF", "LI", "I", "CubaLIF", "CubaLI", "Threshold")
+LINEAR = ("Affine", "Linear", "Scale")
+SUPPORTED = ("Input", "Output", "Delay") + NEURONS + LINEAR
+#: the parameters of each supported type (arrays; NIR's names)
+PARAMS = {"Input": (), "Output": (), "Affine": ("weight", "bias"), "Linear": ("weight",), "Scale": ("scale",),
+          "LIF": ("tau", "r", "v_leak", "v_threshold", "v_reset"), "IF": ("r", "v_threshold", "v_reset"),
+          "LI": ("tau", "r", "v_leak"), "I": ("r",),
+          "CubaLIF": ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset", "w_in"),
+          "CubaLI": ("tau_syn", "tau_mem", "r", "v_leak", "w_in"), "Threshold": ("threshold",), "Delay": ("delay",)}
 
 
 def _vector(params: dict, key: str, n: int, name: str, default=None) -> np.ndarray:
@@ -98,8 +109,9 @@ def _bias_key(our_type) -> str:
     return "bias_syn" if our_type in (CubaLIFNeuron, CubaLINeuron) else "bias"
 
 
-def discretize(cfg: GraphConfig, params: dict) -> Netlist:
-    """The float graph of an imported NIR graph (see ``models/graph.py`` for the table)."""
+def discretize(cfg, params: dict) -> Netlist:
+    """The float graph of an imported NIR graph (``cfg`` a ``models.graph.GraphConfig``; the table is in
+    ``models/graph.py``)."""
     info = {n["name"]: n for n in cfg.nodes}
     preds: dict = {name: [] for name in info}
     for src, dst in cfg.edges:

@@ -5,12 +5,37 @@ name. ``docs/netlist-format.md``'s tables come from the records (``schema_markdo
 """
 
 from . import (  # noqa: F401  (each module registers its types)
-    clamp_fuse, csilif_neuron, cuba_lif, delay, graded_input, leaky_readout, li, lif, output, readout_integrator,
-    silif_neuron, spike_input, ssm_neuron, synapses, threshold,
+    clamp_fuse,
+    csilif_neuron,
+    cuba_lif,
+    delay,
+    graded_input,
+    leaky_readout,
+    li,
+    lif,
+    output,
+    readout_integrator,
+    silif_neuron,
+    spike_input,
+    ssm_neuron,
+    synapses,
+    threshold,
 )
 from .base import (
-    BINARY, OP_FIELDS, REGISTRY, STATE, Activity, Field, FloatNode, Format, NodeError, NodeType, OpCounts, QuantContext,
-    RunContext, node_type,
+    BINARY,
+    OP_FIELDS,
+    REGISTRY,
+    STATE,
+    Activity,
+    Field,
+    FloatNode,
+    Format,
+    NodeError,
+    NodeType,
+    OpCounts,
+    QuantContext,
+    RunContext,
+    node_type,
 )
 
 __all__ = ["BINARY", "OP_FIELDS", "REGISTRY", "STATE", "Activity", "Field", "FloatNode", "Format", "NodeError", "NodeType",

@@ -18,7 +18,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..numerics.fixed import (
-    DECAY_BITS, quantize_mantissa, round_fraction, round_int, saturate, shr_trunc, to_shift,
+    DECAY_BITS,
+    quantize_mantissa,
+    round_fraction,
+    round_int,
+    saturate,
+    shr_trunc,
+    to_shift,
 )
 from .base import STATE, A, Activity, Format, I, NodeType, OpCounts, QuantContext, register
 from .lif import state_format

@@ -18,8 +18,17 @@ import numpy as np
 
 from ..numerics import kernels
 from ..numerics.fixed import (
-    DECAY_BITS, frac_bits_for, per_row_shift, quantize_decay, quantize_mantissa, rf_step, round_int, saturate,
-    shift, shr_trunc, to_shift,
+    DECAY_BITS,
+    frac_bits_for,
+    per_row_shift,
+    quantize_decay,
+    quantize_mantissa,
+    rf_step,
+    round_int,
+    saturate,
+    shift,
+    shr_trunc,
+    to_shift,
 )
 from .base import STATE, A, Activity, Format, I, NodeType, OpCounts, QuantContext, S, register
 

@@ -192,15 +192,15 @@ _compiled_random = numba.njit(parallel=True, cache=True, nogil=True)(_random_blo
 def random_block(seed: int, site: int, n: int, length: int, prob_bits: int, samples, t0: int = 0) -> np.ndarray:
     """Compiled :func:`pspike_neuro.numerics.rng.random_block`: (B, L, n) int64, the same numbers
     (steps ``t0 .. t0 + length - 1``)."""
-    from .rng import MASK32, _check_prob_bits
-
+    if not 1 <= int(prob_bits) <= 24:
+        raise ValueError(f"prob_bits must be in 1..24, got {prob_bits}")
     samples = np.ascontiguousarray(samples, np.int64).reshape(-1)
     keys = [int(seed), int(site), int(t0), int(t0) + max(length - 1, 0)]
     keys += [int(samples.min()), int(samples.max())] if samples.size else []
-    if any(not 0 <= k <= MASK32 for k in keys):
+    if any(not 0 <= k <= 0xFFFFFFFF for k in keys):
         raise ValueError("seed, site and sample ids must be in [0, 2**32)")
     out = np.empty((samples.shape[0], length, n), np.int64)
-    _compiled_random(int(seed), int(site), samples, n, length, int(t0), 32 - _check_prob_bits(prob_bits), out)
+    _compiled_random(int(seed), int(site), samples, n, length, int(t0), 32 - int(prob_bits), out)
     return out
 
 

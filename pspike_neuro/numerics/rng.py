@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch

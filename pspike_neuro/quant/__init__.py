@@ -1,1 +1,2 @@
-"""Quantization to Loihi-2-style fixed point: integer primitives, folding, calibration, quantization-aware training."""
+"""Quantization to Loihi-2-style fixed point: folding each model family into a float graph,
+calibration on the float graph, node-by-node quantization, quantization-aware training."""

@@ -14,11 +14,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-import numpy as np
-
 from ..errors import UserError
 from ..graph import Netlist, run
 from ..nodes import BINARY, NodeError, QuantContext
+
 
 @dataclass
 class QuantConfig:

@@ -11,9 +11,9 @@ from pspike_neuro.export.build import build_netlist
 from pspike_neuro.export.checkpoint import load_checkpoint
 from pspike_neuro.export.hdf5 import read_netlist
 from pspike_neuro.models import ModelConfig
+from pspike_neuro.numerics.rng import CounterNoise
 from pspike_neuro.quant.quantize import QuantConfig
 from pspike_neuro.sim.reference import simulate
-from pspike_neuro.numerics.rng import CounterNoise
 from pspike_neuro.training import TrainConfig, train
 
 
@@ -50,7 +50,7 @@ def test_float_model_under_the_same_seed_is_reproducible(small_checkpoint):
     for seed in (3, 3, 4):
         noise = CounterNoise(seed=seed, prob_bits=16)
         with torch.no_grad():
-            outs.append(model(x, noise=lambda site, shape, dev, dt: noise(site, shape, dev, torch.float64)))
+            outs.append(model(x, noise=lambda site, shape, dev, dt, noise=noise: noise(site, shape, dev, torch.float64)))
     assert torch.equal(outs[0], outs[1]) and not torch.equal(outs[0], outs[2])
 
 

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from pspike_neuro.errors import UserError
 from pspike_neuro.export.hdf5 import MAX_ELEMENTS, read_netlist
+from tests.netlist_edit import crafted
 
 from .conftest import Watchdog, assert_one_line_error, run_cli
-from tests.netlist_edit import crafted
 
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])

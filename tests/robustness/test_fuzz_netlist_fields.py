@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from pspike_neuro.errors import UserError
 from pspike_neuro.export.hdf5 import read_netlist
 from pspike_neuro.nodes import REGISTRY as NODE_TYPES
+from tests.netlist_edit import crafted
 
 from .conftest import Watchdog
-from tests.netlist_edit import crafted
 
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])

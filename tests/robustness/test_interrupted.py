@@ -9,8 +9,6 @@ import sys
 import textwrap
 import time
 
-import pytest
-
 from pspike_neuro.cli import main
 
 from .conftest import run_cli

@@ -8,12 +8,9 @@ import torch
 
 from pspike_neuro.cli import main
 from pspike_neuro.errors import UserError
-from pspike_neuro.export.build import build_netlist
 from pspike_neuro.export.checkpoint import save_checkpoint
 from pspike_neuro.export.hdf5 import read_netlist
 from pspike_neuro.models import SNN, ModelConfig, SNNConfig
-from pspike_neuro.numerics.fixed import SaturationCounter
-from pspike_neuro.quant.quantize import QuantConfig
 from pspike_neuro.nodes.graded_input import encode
 from pspike_neuro.nodes.ssm_neuron import NeuronParams, step_int
 from pspike_neuro.sim.reference import simulate

@@ -13,8 +13,8 @@ from pspike_neuro.cli import main
 from pspike_neuro.data import load_task
 from pspike_neuro.export.checkpoint import save_checkpoint
 from pspike_neuro.models import ModelConfig
-from pspike_neuro.numerics.fixed import SaturationCounter
 from pspike_neuro.nodes.graded_input import to_messages
+from pspike_neuro.numerics.fixed import SaturationCounter
 
 from ..conftest import trained_like
 
