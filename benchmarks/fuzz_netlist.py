@@ -29,6 +29,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pspike_neuro import isolate  # noqa: E402
 from pspike_neuro.errors import UserError  # noqa: E402
 from pspike_neuro.export.hdf5 import USERBLOCK_BYTES, read_netlist, seal, write_netlist  # noqa: E402
 from tests.robustness.test_fuzz_netlist_bytes import KINDS, mutate  # noqa: E402
@@ -86,7 +87,11 @@ def main() -> None:
     parser.add_argument("--plain", type=int, default=10_000, help="plain damaged files per kind")
     parser.add_argument("--crafted", type=int, default=1_000, help="sealed damaged files per kind")
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--timeout", type=float, default=10.0,
+                        help="seconds a crafted file may keep the isolated parser busy before it counts as a hang "
+                             "(the command's own limit is isolate.DEFAULT_TIMEOUT_S, 300 s)")
     args = parser.parse_args()
+    isolate.DEFAULT_TIMEOUT_S = args.timeout
     bad = 0
     with tempfile.TemporaryDirectory(prefix="pspike-fuzz-") as tmp:
         folder = Path(tmp)

@@ -22,6 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .. import isolate
 from ..errors import UserError
 from ..fileio import atomic_path
 from ..filekind import HDF5_DETAILS, NETLIST_MAGIC, identify
@@ -246,7 +247,7 @@ def read_netlist(path) -> Netlist:
     if path.is_dir():
         raise UserError(f"netlist {path}: is a directory")
     check_integrity(path)
-    return run_isolated(_parse_netlist, path, what=f"netlist {path}",
+    return run_isolated(_parse_netlist, path, what=f"netlist {path}", timeout_s=isolate.DEFAULT_TIMEOUT_S,
                         crash_hint="the file carries a valid digest yet is not what pspike writes (crafted?); "
                                    "export the checkpoint again")
 

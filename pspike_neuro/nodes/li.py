@@ -3,7 +3,8 @@ membrane without threshold, whose output is the membrane itself, a graded value.
 
     v' = sat24(shr_trunc(alpha v, 12) + a + bias)        output v' (units 2^-F)
 
-Float step: ``v = alpha v + a + bias``. Discretization and folding as for ``LIFNeuron``.
+Float step: ``v = alpha v + a + bias``. Discretization, folding and operation counts as for
+``LIFNeuron`` (a graded message per neuron and step instead of spikes).
 """
 
 from __future__ import annotations
@@ -11,16 +12,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..numerics.fixed import DECAY_BITS, round_fraction, round_int, saturate, shr_trunc
-from .base import STATE, A, Activity, Format, I, NodeType, OpCounts, QuantContext, register
-from .lif import state_format
+from .base import STATE, A, Format, I, QuantContext, register
+from .lif import LIFNeuron, state_format
 
 
 @register
-class LINeuron(NodeType):
+class LINeuron(LIFNeuron):
     __doc__ = __doc__
     DOC_EQUATION = ("Leaky integrator, units ``2^-F``: ``v' = sat(shr_trunc(alpha v, 12) + a + bias)``, the output "
                     "(NIR LI and I, discretized at import).")
-    SUMMING = True
+    BINARY_OUT = False
     FLOATS = ("alpha", "bias")
     FIELDS = (
         I("n", 1, 2**20, "neurons"),
@@ -64,16 +65,6 @@ class LINeuron(NodeType):
         values = dict(n=q.node.n, state_frac_bits=bits, alpha=round_fraction(f["alpha"], "alpha", name),
                       bias=round_int(f["bias"] * 2.0 ** bits, "bias", name))
         return cls(name, values, dict(f))
-
-    def ops(self, act: Activity) -> OpCounts:
-        return self.dense_ops(act.steps)
-
-    def dense_ops(self, steps: float) -> OpCounts:
-        return OpCounts(mac=steps * self.n, add=steps * self.n * 2, neuron_updates=steps * self.n,
-                        graded_messages=steps * self.n)
-
-    def compartments(self) -> int:
-        return self.n
 
     def bits(self) -> dict:
         return {"decay": 12, "state": 24, "message": 24}

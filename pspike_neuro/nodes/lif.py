@@ -86,7 +86,8 @@ class LIFNeuron(NodeType):
 
     def ops(self, act: Activity) -> OpCounts:
         """Per step and neuron: the decay (a multiply), input and bias adds, one compartment."""
-        n_out = float(np.count_nonzero(act.output)) if act.output is not None else 0.0
+        fired = self.BINARY_OUT and act.output is not None      # a leaky integrator never fires
+        n_out = float(np.count_nonzero(act.output)) if fired else 0.0
         return OpCounts(mac=act.steps * self.n, add=act.steps * self.n * 2, neuron_updates=act.steps * self.n,
                         active_neuron_updates=n_out) + self.messages(act)
 
