@@ -71,8 +71,17 @@ def _add_compare_flags(p: argparse.ArgumentParser) -> None:
                         "quantization changes what later layers see, so agreement falls with depth)")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's parser, except that a mistake on the command line is one line on stderr and exit 2
+    (argparse prints its whole usage block first). Subcommand parsers are made of the same class."""
+
+    def error(self, message: str):
+        line = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {line} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pspike", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="pspike", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"pspike-neuro {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -690,7 +699,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
-        parser.print_help()
+        print(f"pspike: error: a command is required, one of {', '.join(COMMANDS)} (see pspike --help)",
+              file=sys.stderr)
         return 2
     try:
         check_args(args)
