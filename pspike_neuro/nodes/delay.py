@@ -21,18 +21,18 @@ class DelayNode(NodeType):
               A("delay", "int32", ("n",), 0, MAX_DELAY, "steps each channel waits"))
 
     def int_init(self, batch):
-        depth = int(np.asarray(self.floats["delay"], np.int64).max(initial=0)) + 1
+        depth = int(np.asarray(self.delay, np.int64).max(initial=0)) + 1  # the checked field, never the float
         return np.zeros((batch, depth, self.n), np.int64), 0
 
     def int_step(self, state, inputs, t, ctx):
-        return _delay(self, state, np.asarray(inputs["in"], np.int64))
+        return _delay(np.asarray(self.delay, np.int64), state, np.asarray(inputs["in"], np.int64))
 
     def float_init(self, batch):
         depth = int(np.asarray(self.floats["delay"], np.int64).max(initial=0)) + 1
         return np.zeros((batch, depth, self.n)), 0
 
     def float_step(self, state, inputs, t, ctx):
-        return _delay(self, state, np.asarray(inputs["in"], np.float64))
+        return _delay(np.asarray(self.floats["delay"], np.int64), state, np.asarray(inputs["in"], np.float64))
 
     @classmethod
     def out_format(cls, q: QuantContext):
@@ -53,11 +53,10 @@ class DelayNode(NodeType):
         return self.n
 
 
-def _delay(node, state, x):
+def _delay(delays, state, x):
     """A ring buffer of the last ``depth`` inputs; channel ``i`` reads the one ``delay_i`` steps old."""
     ring, head = state
     depth = ring.shape[1]
     ring[:, head] = x
-    delays = np.asarray(node.floats["delay"], np.int64)
     out = ring[:, (head - delays) % depth, np.arange(ring.shape[2])]
     return {"out": out.copy()}, (ring, (head + 1) % depth), {}

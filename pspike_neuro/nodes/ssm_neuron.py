@@ -4,8 +4,8 @@ Integer step (docs/numerics.md §3), per neuron ``h`` with ``M`` complex modes `
 
     q_in = clamp(shr_trunc(alpha_m x, alpha_shift) + beta, 0, 2^P)       s = 1[r1 < q_in] (valid steps)
     z_k' = sat24(rf(z_k; decay_k) + s (b_k << b_exp))                    (lava.proc.rf's rounding)
-    v    = sat24(shr_trunc(sum_k Re(c_k z_k'), c_shift) + s shift(d, d_exp) + b_out)
-    o    = 1[r2 < clamp(phi(v), 0, 2^P)]      phi(v) = v, or out_sign max(v, 0) for relu
+    v    = sat24(shr_trunc(sum_k Re(c_k z_k'), c_shift) + s shift(d, d_exp) [+ b_out unless relu])
+    o    = 1[r2 < clamp(g, 0, 2^P)]     g = v, or out_sign max(v, 0) + b_out for relu
 
 Float step (the folded network, quant/fold.py): ``p_in = alpha x + beta``, ``s = 1[u1 < p_in]``,
 ``z = lam z + b_unit s``, ``v = Re(sum_k c z) + d s``, ``q = out_sign phi(v) + b_out``, ``o = 1[u2 < q]``
@@ -68,9 +68,9 @@ def step_int(p: NeuronParams, x, r_in, r_out, valid, zr, zi):
     q_in = np.clip(shr_trunc(p.alpha_m * x, p.alpha_shift) + p.beta, 0, p.one)
     s = ((r_in < q_in) & valid).astype(np.int64)
     zr, zi, n_state = rf_step(zr, zi, p.dr, p.di, s[..., None] * p.b_re, s[..., None] * p.b_im)
-    v = shr_trunc((p.c_re * zr - p.c_im * zi).sum(-1), p.c_shift) + s * p.d_term + p.b_out
+    v = shr_trunc((p.c_re * zr - p.c_im * zi).sum(-1), p.c_shift) + s * p.d_term + (0 if p.relu else p.b_out)
     v, n_out = saturate(v)
-    g = p.sign * np.maximum(v, 0) if p.relu else v
+    g = p.sign * np.maximum(v, 0) + p.b_out if p.relu else v  # relu: the bias comes after the activation
     o = r_out < np.clip(g, 0, p.one)
     return s.astype(bool), o, zr, zi, n_state, n_out
 
@@ -97,9 +97,9 @@ def step_int_as_float(p: NeuronParams, x, r_in, r_out, valid, zr, zi):
     zr, n_r = _saturate_float(new_r)
     zi, n_i = _saturate_float(new_i)
     acc = (p.f_c_re * zr - p.f_c_im * zi).sum(-1)
-    v = np.trunc(acc * p.f_c_scale).astype(np.int64) + s * p.d_term + p.b_out
+    v = np.trunc(acc * p.f_c_scale).astype(np.int64) + s * p.d_term + (0 if p.relu else p.b_out)
     v, n_out = saturate(v)
-    g = p.sign * np.maximum(v, 0) if p.relu else v
+    g = p.sign * np.maximum(v, 0) + p.b_out if p.relu else v
     o = r_out < np.clip(g, 0, p.one)
     return s, o, zr, zi, n_r + n_i, n_out
 
@@ -110,7 +110,8 @@ class SSMNeuron(NodeType):
     DOC_EQUATION = ("``q_in = clamp(shr_trunc(alpha_m x, alpha_shift) + beta, 0, 2^P)``, ``s = 1[r1 < q_in]``; "
                     "``z' = sat(lam z + s (b << b_exp))`` per mode with ``lava.proc.rf``'s rounding; "
                     "``v = sat(shr_trunc(sum_k Re(c z), c_shift) + s shift(d, d_exp) + b_out)``; "
-                    "``o = 1[r2 < clamp(phi(v), 0, 2^P)]`` with ``phi(v) = v`` or ``out_sign max(v, 0)``.")
+                    "``o = 1[r2 < clamp(v, 0, 2^P)]``; with relu ``b_out`` is added after the activation: "
+                    "``o = 1[r2 < clamp(out_sign max(v, 0) + b_out, 0, 2^P)]``.")
     BINARY_OUT = True
     ATTRS = ("layer", "n", "n_modes", "prob_bits", "site_in", "site_out", "phi")
     FLOATS = ("alpha", "beta", "lam_re", "lam_im", "b_unit_re", "b_unit_im", "c_re", "c_im", "d", "b_out",

@@ -40,9 +40,10 @@ def _input_spike(a, alpha_shift, a_mask, beta, one, ok, r):
     return 1 if (ok and r < q) else 0
 
 
-def _output_spike(v, sign, relu, one, r):
-    """The output sampler of one neuron from its readout ``v`` (before saturation): returns the spike
-    ``r < clip(phi(sat24(v)), 0, one)`` and 1 where ``v`` was saturated, else 0."""
+def _output_spike(v, sign, relu, b_out, one, r):
+    """The output sampler of one neuron from its readout ``v`` (before saturation; it includes
+    ``b_out`` unless ``relu``): returns the spike ``r < clip(g, 0, one)`` with ``g = sat24(v)``, or
+    ``g = sign max(sat24(v), 0) + b_out`` for relu, and 1 where ``v`` was saturated, else 0."""
     clipped = 0
     if v > STATE_LIMIT:
         v = STATE_LIMIT
@@ -50,7 +51,7 @@ def _output_spike(v, sign, relu, one, r):
     elif v < -STATE_LIMIT:
         v = -STATE_LIMIT
         clipped = 1
-    g = sign * max(v, 0) if relu else v
+    g = sign * max(v, 0) + b_out if relu else v
     g = min(max(g, 0), one)
     return r < g, clipped
 
@@ -106,9 +107,9 @@ def _neuron_sequence(x, valid, r_in, r_out, alpha_m, alpha_shift, beta, one, dr,
                         states[b, t, i, k, 0] = nr
                         states[b, t, i, k, 1] = ni
                 c_mask = (np.int64(1) << c_shift[i]) - 1
-                v = ((acc + ((acc >> 63) & c_mask)) >> c_shift[i]) + s * d_term[i] + b_out[i]
+                v = ((acc + ((acc >> 63) & c_mask)) >> c_shift[i]) + s * d_term[i] + (0 if relu else b_out[i])
                 s_out[b, t, i] = s == 1
-                o_out[b, t, i], clipped = _output_spike(v, sign[i], relu, one, r_out[b, t, i])
+                o_out[b, t, i], clipped = _output_spike(v, sign[i], relu, b_out[i], one, r_out[b, t, i])
                 n_out += clipped
         sat_counts[b, 0] = n_state
         sat_counts[b, 1] = n_out
@@ -147,9 +148,9 @@ def _neuron_sequence_f64(x, valid, r_in, r_out, alpha_m, alpha_shift, beta, one,
                     for k in range(m):
                         states[b, t, i, k, 0] = np.int64(zr[i, k])
                         states[b, t, i, k, 1] = np.int64(zi[i, k])
-                v = np.int64(np.trunc(acc * f_c_scale[i])) + s * d_term[i] + b_out[i]
+                v = np.int64(np.trunc(acc * f_c_scale[i])) + s * d_term[i] + (0 if relu else b_out[i])
                 s_out[b, t, i] = s == 1
-                o_out[b, t, i], clipped = _output_spike(v, sign[i], relu, one, r_out[b, t, i])
+                o_out[b, t, i], clipped = _output_spike(v, sign[i], relu, b_out[i], one, r_out[b, t, i])
                 n_out += clipped
         sat_counts[b, 0] = n_state
         sat_counts[b, 1] = n_out
