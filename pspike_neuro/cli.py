@@ -14,17 +14,18 @@ from pathlib import Path
 from . import __version__
 from .errors import CheckFailed, UserError
 
-SNN_KINDS = ("silif", "csilif")
+SNN_KINDS = ("silif", "csilif", "cadlif", "rf")
 
 #: the preset a task trains with when --preset is not given
 DEFAULT_PRESET = {"sdigits": "small", "psdigits": "small", "listops": "listops",
-                  "smnist": "psmnist", "psmnist": "psmnist", "sdigits-spikes": "small", "shd": "small"}
+                  "smnist": "psmnist", "psmnist": "psmnist", "sdigits-spikes": "small", "shd": "small", "ssc": "small"}
 
 #: command-line flag -> ModelConfig field
 MODEL_FLAGS = {"d_model": "d_model", "d_state": "d_state", "layers": "n_layers", "ssm_init": "init",
                "discretization": "discretization", "phi": "phi", "psi": "psi", "norm": "norm",
                "dropout": "dropout", "sampler": "sampler", "dt_min": "dt_min", "dt_max": "dt_max"}
-TRAIN_FLAGS = ("epochs", "batch_size", "lr", "weight_decay", "ssm_lr", "seed", "device", "eval_seeds")
+TRAIN_FLAGS = ("epochs", "batch_size", "lr", "weight_decay", "ssm_lr", "seed", "device", "eval_seeds", "rate_penalty",
+               "rate_target", "rate_penalty_form", "rate_warmup_fraction", "rate_sites")
 
 
 def _add_model_flags(p: argparse.ArgumentParser) -> None:
@@ -56,13 +57,19 @@ def _add_compare_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint")
     p.add_argument("netlist")
     p.add_argument("--inputs", metavar="FILE.npz", help=INPUTS_HELP)
+    p.add_argument("--data-dir", help="folder with the real dataset's files (shd, ssc, ...; default: the one the "
+                                      "checkpoint records)")
     p.add_argument("--backend", default="reference", help="reference (default) or lava")
     p.add_argument("--samples", type=int, help="test samples (default: all for reference, 8 for lava)")
     p.add_argument("--seed", type=int, help="first random seed, shared by both (default: the netlist's)")
     p.add_argument("--seeds", type=int, default=1,
                    help="number of seeds (seed, seed+1, ...): accuracies averaged, spikes pooled (default 1)")
     p.add_argument("--cost-model", action="append", metavar="NAME|JSON",
-                   help="energy cost model: 45nm, loihi1 or a JSON file (repeatable; default: 45nm and loihi1)")
+                   help="energy cost model: 45nm, loihi1, loihi2 (with static power) or a JSON file (repeatable; "
+                        "default: 45nm and loihi1)")
+    p.add_argument("--time-per-step-us", type=float, metavar="US",
+                   help="Loihi 2 time per step for static energy (default 152.8 us: the PilotNet LIF benchmark of "
+                        "lava-dl, docs/energy-model.md)")
     p.add_argument("--max-accuracy-drop", type=float, default=1.0, help="in points (default 1.0)")
     p.add_argument("--max-rate-diff", type=float, default=0.05,
                    help="largest relative spike-rate difference of any layer (default 0.05)")
@@ -71,13 +78,24 @@ def _add_compare_flags(p: argparse.ArgumentParser) -> None:
                         "quantization changes what later layers see, so agreement falls with depth)")
 
 
+def _rate_targets(text: str) -> tuple:
+    """``--rate-target 0.02`` or ``0.05,0.02,0.02,0.01`` (one per layer)."""
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected probabilities separated by commas, got {text!r}") from None
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse's parser, except that a mistake on the command line is one line on stderr and exit 2
     (argparse prints its whole usage block first). Subcommand parsers are made of the same class."""
 
     def error(self, message: str):
+        from .distributed import print_error
+
         line = " ".join(message.split())
-        self.exit(2, f"{self.prog}: error: {line} (see {self.prog} --help)\n")
+        print_error(f"{self.prog}: error: {line} (see {self.prog} --help)")  # under torchrun: rank 0's line
+        self.exit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,11 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a float model on a task and write DIR/model.pt")
-    p.add_argument("--task", help="sdigits, psdigits, listops, smnist, psmnist, sdigits-spikes, shd (default "
+    p.add_argument("--task", help="sdigits, psdigits, listops, smnist, psmnist, sdigits-spikes, shd, ssc (default "
                    "with --init: the checkpoint's task)")
     p.add_argument("--model", default="pspike",
-                   help="pspike (P-SpikeSSM, default), silif or csilif (SiLIF / C-SiLIF feed-forward networks)")
-    p.add_argument("--out", required=True, help="output folder for model.pt and metrics.json")
+                   help="pspike (P-SpikeSSM, default), silif, csilif, cadlif or rf (SiLIF / C-SiLIF / CadLIF / "
+                        "resonate-and-fire feed-forward networks)")
+    p.add_argument("--out", help="output folder for model.pt and metrics.json (and resume.pt while it trains); "
+                                 "required unless --resume gives it")
+    p.add_argument("--resume", metavar="DIR", help="continue the killed run whose resume.pt lies in DIR: the same "
+                   "command line plus --resume (writes into DIR unless --out says otherwise; docs/scaling.md)")
+    p.add_argument("--checkpoint-every", type=int, metavar="STEPS",
+                   help="also write resume.pt every STEPS optimizer steps (default: at the end of each epoch only)")
     p.add_argument("--init", metavar="CKPT", help="start from this checkpoint (its model config is used)")
     p.add_argument("--qat", action="store_true",
                    help="quantization-aware training: synaptic weights fake-quantized to --weight-bits")
@@ -100,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task-option", action="append", metavar="KEY=VALUE",
                    help="an option of the task, recorded in the checkpoint and used by export, simulate and "
                         "verify (repeatable): shd n_steps=250 max_time=1.0 spatial_bin=5 limit_train=N; "
+                        "ssc n_steps=300 max_time=1.2 spatial_bin=5 limit_train=N eval_on_valid=1; "
                         "listops n_train=N seed=S ...; smnist/psmnist limit_train=N")
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int)
@@ -110,6 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int)
     g.add_argument("--device", help="cpu, cuda or auto")
     g.add_argument("--eval-seeds", type=int, help="inference seeds for the final test accuracy")
+    g = p.add_argument_group("spike-rate regularization (docs/energy-model.md, 'Making the network sparse')")
+    g.add_argument("--rate-penalty", type=float, metavar="LAMBDA",
+                   help="weight of a penalty on every sampler's (P-SpikeSSM) or neuron layer's (SiLIF) expected firing "
+                        "probability above its target (default 0: none)")
+    g.add_argument("--rate-target", type=_rate_targets, metavar="P[,P...]",
+                   help="probability each neuron may reach for free: one value, or one per layer (default 0)")
+    g.add_argument("--rate-penalty-form", help="mean (default; the same push on every neuron) or neuron (concave per "
+                                               "neuron: silences whole neurons, which export --prune-silent removes)")
+    g.add_argument("--rate-sites", help="all (default: every sampler) or output (a P-SpikeSSM's output samplers only: "
+                                        "the spikes that leave a neuron and decide whether it can be pruned)")
+    g.add_argument("--rate-warmup", type=float, dest="rate_warmup_fraction", metavar="FRACTION",
+                   help="ramp the penalty up linearly over this fraction of the training steps (default 0)")
     _add_model_flags(p)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -139,19 +176,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--affine-bits", type=int, default=12, help="mantissa bits of the sampler and norm scales")
     p.add_argument("--calib-samples", type=int, default=256, help="training samples used for calibration")
     p.add_argument("--density", type=float, help="magnitude-prune each mixer to this fraction of weights")
+    p.add_argument("--prune-silent", type=float, metavar="P",
+                   help="remove the neurons whose mean output probability on the calibration data is below P, with "
+                        "their modes, synapses and readout columns; their expected contribution is folded into the "
+                        "next bias (pspike inspect shows what was removed)")
     p.add_argument("--seed", type=int, default=0, help="random seed recorded for the deployed samplers")
     p.add_argument("--data-dir", help="folder with the real dataset's files (smnist, psmnist)")
     p.add_argument("--netx", metavar="FILE", help="also write the readout as a lava-dl netx HDF5 file")
+    p.add_argument("--stable-decays", action="store_true",
+                   help="round C-SiLIF decays that land on |lambda| >= 1 to the nearest 12-bit value inside the unit "
+                        "circle instead of refusing (nearly undamped neurons of imported models)")
+    p.add_argument("--gelu", default="none", help="none (default: GELU is refused) or table: a P-SpikeSSM's GELUs run "
+                                                  "as a piecewise-linear table (docs/numerics.md; the authors' models)")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("import", help="turn another tool's model (a NIR graph) into a checkpoint DIR/model.pt")
-    p.add_argument("source", help="the file to import (a .nir graph)")
+    p = sub.add_parser("import", help="turn another tool's model (a NIR graph, a SiLIF-repository checkpoint) into a "
+                                      "checkpoint DIR/model.pt")
+    p.add_argument("source", help="the file to import (a .nir graph, a SiLIF-repository best_model.pth)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for model.pt and import.json")
-    p.add_argument("--format", default="auto", help="auto (from the file) or nir")
+    p.add_argument("--format", default="auto", help="auto (from the file), nir or silif-repo")
     p.add_argument("--dt", type=float, help="time step of the discretization in seconds (default: the graph's "
                                             "metadata; snnTorch exports need 1e-4, Norse 1.1 exports dt squared)")
     p.add_argument("--discretization", help="euler (default; what snnTorch and Norse compute) or exact")
     p.add_argument("--input", default="spikes", help="spikes (default: inputs are spike trains) or currents")
+    p.add_argument("--kernel", help="pspikessm: exact (default; eigen-decomposition of the DPLR kernels) or refit "
+                                    "(least-squares fit with the checkpoint's mode count, or --refit-modes)")
+    p.add_argument("--refit-modes", type=int, help="pspikessm --kernel refit: modes per neuron (default d_state/2)")
+    p.add_argument("--two-sided", action="store_true",
+                   help="pspikessm: keep the anti-causal half of two-sided kernels (float only; export refuses it)")
+    p.add_argument("--inputs", metavar="FILE.npz", help="pspikessm: measure the logit change of each conversion "
+                                                        "choice on these inputs (the --inputs layout)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("inspect", help="describe a netlist: nodes, bit widths, memory, Loihi 2 cores")
@@ -177,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="verify, then write an HTML/Markdown/JSON report with figures to DIR")
     _add_compare_flags(p)
     p.add_argument("--out", required=True, help="folder for report.html, report.md, report.json, figures/")
+    p.add_argument("--pareto", metavar="FILE.json",
+                   help="sparsity-sweep results to place the model on, with a figure (without it: the placement in words "
+                        "when this source tree holds benchmarks/results/sparsity_pareto.json)")
+    p.add_argument("--neurobench", action="store_true",
+                   help="also run NeuroBench's activation sparsity, synaptic operations and membrane updates on the "
+                        "float model and put them next to our counts (needs the neurobench package: the dev extras)")
     p.add_argument("--json", action="store_true", help="print the report's JSON")
 
     p = sub.add_parser("demo", help="the main job on embedded data: train, export, simulate, verify, report (sdigits)")
@@ -235,6 +295,8 @@ def cmd_train(args) -> int:
     from .models import ModelConfig
     from .training import TrainConfig, train
 
+    if not args.out:
+        raise UserError("--out is required (or --resume DIR, which continues the run in DIR)")
     init = None
     if args.init:
         init = load_checkpoint(args.init)
@@ -251,7 +313,8 @@ def cmd_train(args) -> int:
     if args.qat and not 1 <= args.weight_bits <= 8:
         raise UserError(f"--weight-bits must be in 1..8 (Lava synapses hold 8-bit weights), got {args.weight_bits}")
     if args.model not in ("pspike",) + SNN_KINDS:
-        raise UserError(f"--model must be pspike, silif or csilif, got {args.model!r}")
+        raise UserError(f"--model must be pspike, silif or csilif (or the SiLIF repository's cadlif or rf), "
+                        f"got {args.model!r}")
     if args.model != "pspike" and init is None:
         return _train_snn(args)
     preset_name, model_kw, train_kw = _train_settings(args)
@@ -272,7 +335,8 @@ def cmd_train(args) -> int:
     metrics = train(task, cfg, tcfg, args.out, task_options=task_options,
                     progress=not (args.quiet or args.json), log=log,
                     init=init.model if init is not None else None,
-                    qat_weight_bits=args.weight_bits if args.qat else None)
+                    qat_weight_bits=args.weight_bits if args.qat else None,
+                    resume=args.resume, checkpoint_every=args.checkpoint_every)
     if args.json:
         summary = {k: v for k, v in metrics.items() if k != "history"}
         summary.update(checkpoint=str(Path(args.out) / "model.pt"), preset=preset_name)
@@ -282,7 +346,9 @@ def cmd_train(args) -> int:
 
 #: training defaults of the SiLIF networks (the authors' SHD settings: Adam-like, lr 1e-3..5e-3, no decay)
 SNN_TRAIN_DEFAULTS = {"silif": dict(epochs=20, lr=1e-2, weight_decay=0.0),
-                      "csilif": dict(epochs=20, lr=5e-3, weight_decay=0.0)}
+                      "csilif": dict(epochs=20, lr=5e-3, weight_decay=0.0),
+                      "cadlif": dict(epochs=20, lr=1e-2, weight_decay=0.0),
+                      "rf": dict(epochs=20, lr=1e-2, weight_decay=0.0)}
 #: P-SpikeSSM flags that mean nothing for a SiLIF network
 PSPIKE_ONLY_FLAGS = ("d_state", "ssm_init", "discretization", "phi", "psi", "norm", "sampler", "postnorm",
                      "no_residual", "bidirectional", "share_ab", "preset", "qat")
@@ -309,7 +375,7 @@ def snn_threads(device: str):
 
 
 def _train_snn(args) -> int:
-    """``pspike train --model silif|csilif``: a feed-forward SiLIF / C-SiLIF network."""
+    """``pspike train --model silif|csilif|cadlif|rf``: a feed-forward network of one neuron kind."""
     from .models import SNNConfig
     from .training import TrainConfig, train
 
@@ -322,7 +388,8 @@ def _train_snn(args) -> int:
         raise UserError(f"--model {args.model}: task {task.name} has token inputs; SiLIF networks take spike "
                         "or real-valued inputs (try sdigits-spikes or shd)")
     kw = {"kind": args.model, "d_input": task.d_input, "n_classes": task.n_classes,
-          "d_hidden": args.d_model or 128, "n_layers": args.layers or 2}
+          "d_hidden": args.d_model or 128, "n_layers": args.layers or 2,
+          "input_counts": bool((task.train.x > 1).any())}  # counts (ssc): deployed as counts, not spikes
     for flag in ("dropout", "dt_min", "dt_max"):
         if getattr(args, flag) is not None:
             kw[flag] = getattr(args, flag)
@@ -336,7 +403,8 @@ def _train_snn(args) -> int:
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     with snn_threads(train_kw.get("device", "cpu")):
         metrics = train(task, cfg, TrainConfig(**train_kw), args.out, task_options=task_options,
-                        progress=not (args.quiet or args.json), log=log)
+                        progress=not (args.quiet or args.json), log=log, resume=args.resume,
+                        checkpoint_every=args.checkpoint_every)
     if args.json:
         summary = {k: v for k, v in metrics.items() if k != "history"}
         summary.update(checkpoint=str(Path(args.out) / "model.pt"), model=args.model)
@@ -476,7 +544,8 @@ def cmd_export(args) -> int:
         raise UserError(f"--format must be auto, net or nir, got {args.format!r}")
     qc = QuantConfig(weight_bits=args.weight_bits, prob_bits=args.prob_bits, ssm_bits=args.ssm_bits,
                      affine_bits=args.affine_bits, calib_samples=args.calib_samples, density=args.density,
-                     seed=args.seed)
+                     seed=args.seed, stable_decays=args.stable_decays, gelu=args.gelu,
+                     prune_silent=args.prune_silent)
     ckpt = load_checkpoint(args.checkpoint)
     if fmt == "nir":
         from .export.nir_io import refuse_nir_export, write_nir
@@ -510,6 +579,10 @@ def cmd_export(args) -> int:
         print(f"wrote {args.output}: {summary['nodes']} nodes, {summary['nonzero_synapses']} synapses, "
               f"latency {summary['latency_steps']} steps, {report['calibration_saturation_events']} saturation "
               f"events on the calibration data ({report['calibration']}), exported in {report['export_time_s']:.1f} s")
+        if report.get("pruned"):
+            p = report["pruned"]
+            print(f"  removed {p['removed']} of {p['neurons']} neurons whose mean output probability was below "
+                  f"{p['threshold']:g} (pspike inspect {args.output} lists them)")
     return 0
 
 
@@ -517,12 +590,14 @@ def cmd_import(args) -> int:
     from .export.imports import import_model
 
     record = import_model(args.source, args.output, fmt=args.format, dt=args.dt,
-                          discretization=args.discretization, input=args.input)
+                          discretization=args.discretization, input=args.input, kernel=args.kernel,
+                          refit_modes=args.refit_modes, two_sided=args.two_sided, inputs=args.inputs)
     if args.json:
         print(json.dumps(record, indent=2, default=str))
     else:
-        print(f"imported {args.source} ({record['format']}, {len(record.get('nodes', {}))} nodes, dt "
-              f"{record.get('dt', 0):g} s, {record.get('discretization', '')} rule): wrote {record['files']['checkpoint']} "
+        what = record.get("summary") or (f"{len(record.get('nodes', {}))} nodes, dt {record.get('dt', 0):g} s, "
+                                          f"{record.get('discretization', '')} rule")
+        print(f"imported {args.source} ({record['format']}, {what}): wrote {record['files']['checkpoint']} "
               f"and {record['files']['record']}")
     return 0
 
@@ -546,6 +621,8 @@ def cmd_simulate(args) -> int:
     summary = simulate_command(netlist, backend=args.backend, task=args.task, samples=args.samples,
                                seed=args.seed, precision=args.precision, out=args.out, data_dir=args.data_dir,
                                progress=not args.json, inputs=args.inputs)
+    if summary is None:  # a rank other than 0 under torchrun: rank 0 prints and writes
+        return 0
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -575,7 +652,9 @@ def _compare(args):
     result, activity = compare(ckpt, netlist, backend=args.backend, samples=args.samples, seed=args.seed,
                                seeds=args.seeds, max_accuracy_drop=args.max_accuracy_drop,
                                max_rate_diff=args.max_rate_diff, min_agreement=args.min_agreement,
-                               cost_models=models, progress=not args.json, inputs=args.inputs)
+                               cost_models=models, progress=not args.json, inputs=args.inputs,
+                               data_dir=args.data_dir,
+                               time_per_step_s=None if args.time_per_step_us is None else args.time_per_step_us * 1e-6)
     return ckpt, netlist, result, activity
 
 
@@ -591,9 +670,17 @@ def print_verdict(result: dict) -> None:
           f"{result['samples']} samples, {which}; same predicted class on "
           f"{100 * result['prediction_agreement']:.2f}% of them")
     for name, model in d["energy"]["models"].items():
-        print(f"  energy per inference ({name}): {model['total_pj'] / 1e6:.3f} uJ deployed, "
+        syn = model["accountings"]["synaptic"]
+        static = f", of which static {model['static']['pj'] / 1e6:.3f} uJ" if model.get("static") else ""
+        print(f"  energy per inference ({name}): full {model['total_pj'] / 1e6:.3f} uJ deployed{static}, "
               f"{model['non_spiking_total_pj'] / 1e6:.3f} uJ non-spiking counterpart "
-              f"({model['ratio_non_spiking_to_spiking']:.2f}x)")
+              f"({model['ratio_non_spiking_to_spiking']:.2f}x); synaptic {syn['total_pj'] / 1e6:.3f} uJ vs "
+              f"{syn['non_spiking_total_pj'] / 1e6:.3f} uJ ({syn['ratio_non_spiking_to_spiking']:.2f}x)")
+    if result.get("pruning"):
+        pr = result["pruning"]
+        spikes = sum(r["float_spikes"] for r in pr["populations"])
+        print(f"  pruned: {pr['removed']} of {pr['neurons']} neurons (mean output probability < {pr['threshold']:g} on "
+              f"the calibration data); the float model's removed neurons spiked {spikes} times here")
     for r in result["layers"]:
         print(f"  layer {r['layer']} ({r['node']}): output rate {100 * r['output']['float_rate']:.2f}% vs "
               f"{100 * r['output']['deployed_rate']:.2f}%, spike agreement {100 * r['output']['agreement']:.2f}%")
@@ -605,6 +692,8 @@ def print_verdict(result: dict) -> None:
 
 def cmd_verify(args) -> int:
     _, _, result, _ = _compare(args)
+    if result is None:  # a rank other than 0 under torchrun: rank 0 prints the verdict
+        return 0
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -616,7 +705,11 @@ def cmd_report(args) -> int:
     from .report import write_report
 
     ckpt, netlist, result, activity = _compare(args)
-    report = write_report(args.out, ckpt, netlist, result, activity, netlist_path=args.netlist)
+    if result is None:  # a rank other than 0 under torchrun: rank 0 writes the report
+        return 0
+    report = write_report(args.out, ckpt, netlist, result, activity, netlist_path=args.netlist,
+                          pareto=_pareto_results(args.pareto), pareto_figure=bool(args.pareto),
+                          neurobench=_neurobench(args, ckpt, netlist, result, activity) if args.neurobench else None)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -625,21 +718,78 @@ def cmd_report(args) -> int:
     return 0
 
 
+#: where benchmarks/sparsity_pareto.py writes its results in a source tree
+PARETO_RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "sparsity_pareto.json"
+
+
+def _pareto_results(path) -> dict | None:
+    """The sweep results ``--pareto`` names (or the source tree's, when present); a named file must be valid."""
+    chosen = Path(path) if path else PARETO_RESULTS
+    if not chosen.is_file():
+        if path:
+            raise UserError(f"--pareto {path}: no such file")
+        return None
+    try:
+        data = json.loads(chosen.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--pareto {chosen}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("points"), list):
+        raise UserError(f"--pareto {chosen}: not sparsity-sweep results (no 'points' list)")
+    return data
+
+
+def _neurobench(args, ckpt, netlist, result, activity) -> dict:
+    """NeuroBench's metrics on the float model (verify's first seed) next to our counts of its spikes."""
+    import numpy as np
+
+    try:
+        import neurobench  # noqa: F401
+    except ImportError:
+        raise UserError("--neurobench needs the neurobench package (pip install -e '.[dev]')") from None
+    from .energy.crosscheck import neurobench_crosscheck, our_activation_sparsity, run_neurobench
+    from .sim.run import load_inputs
+
+    _, x, labels, lengths = load_inputs(netlist, None, args.samples, args.data_dir or ckpt.task_options.get("data_dir"),
+                                        args.inputs)
+    prob_bits = int(netlist.meta["quant_config"].get("prob_bits", 16))
+    nb = run_neurobench(ckpt.model, x, np.zeros(len(x), np.int64) if labels is None else labels, lengths,
+                        result["seed"], prob_bits)
+    ops = activity.float_ops
+    ours = {"activation_sparsity": our_activation_sparsity(activity.float_activations, activity.valid),
+            "ops": ops["ops_per_inference"], "synaptic_ops": ops["synaptic_ops_per_inference"],
+            "non_spiking_synaptic_ops": ops["non_spiking_synaptic_ops_per_inference"],
+            "pruned": (result.get("pruning") or {}).get("removed", 0)}
+    return neurobench_crosscheck(nb, ours)
+
+
 COMMANDS = {"verify": cmd_verify, "report": cmd_report, "train": cmd_train, "eval": cmd_eval, "export": cmd_export,
             "import": cmd_import, "inspect": cmd_inspect, "simulate": cmd_simulate, "demo": cmd_demo}
 
 
 #: per command: the arguments naming what it reads, and those naming what it writes (file or folder)
-READS = {"train": ("init", "data_dir"), "eval": ("checkpoint", "data_dir", "inputs"),
+READS = {"train": ("init", "data_dir", "resume"), "eval": ("checkpoint", "data_dir", "inputs"),
          "export": ("checkpoint", "data_dir", "calib_data"), "inspect": ("netlist",),
-         "simulate": ("netlist", "data_dir", "inputs"), "verify": ("checkpoint", "netlist", "cost_model", "inputs"),
-         "report": ("checkpoint", "netlist", "cost_model", "inputs"), "import": ("source", "calib_data"),
+         "simulate": ("netlist", "data_dir", "inputs"),
+         "verify": ("checkpoint", "netlist", "cost_model", "inputs", "data_dir"),
+         "report": ("checkpoint", "netlist", "cost_model", "inputs", "data_dir", "pareto"),
+         "import": ("source", "calib_data", "inputs"),
          "demo": ()}
 WRITES = {"train": {"out": "folder"}, "export": {"output": "file", "netx": "file"}, "simulate": {"out": "folder"},
           "report": {"out": "folder"}, "demo": {"out": "folder"}, "import": {"output": "folder"}}
 ARG_NAMES = {"checkpoint": "the checkpoint", "netlist": "the netlist", "init": "the --init checkpoint",
              "cost_model": "the cost model", "inputs": "the inputs", "calib_data": "the calibration data",
-             "source": "the source"}
+             "source": "the source", "pareto": "the sweep results"}
+
+
+def _resume_inputs(folder, out) -> list:
+    """What ``train --resume DIR`` reads: DIR/resume.pt, completely, before anything is written.
+    Continuing in DIR (the default) the run then replaces that file by newer states, as the run that
+    wrote it did, each write an atomic rename: the one file a command reads and then writes, by
+    design. Continuing in another --out, DIR is only read, and --out may not contain it."""
+    from .fileio import same_path
+    from .training import RESUME_FILE
+
+    return [] if out is None or same_path(Path(out), Path(folder)) else [("the training state", Path(folder) / RESUME_FILE)]
 
 
 def _data_inputs(folder) -> list:
@@ -659,7 +809,12 @@ def check_io(args, recorded_data_dir=None) -> None:
         for value in values if isinstance(values, list) else [values]:
             if value is None or (name == "cost_model" and not str(value).endswith(".json")):
                 continue
-            inputs += _data_inputs(value) if name == "data_dir" else [(ARG_NAMES[name], Path(value))]
+            if name == "data_dir":
+                inputs += _data_inputs(value)
+            elif name == "resume":
+                inputs += _resume_inputs(value, args.out)
+            else:
+                inputs += [(ARG_NAMES[name], Path(value))]
     inputs += _data_inputs(recorded_data_dir)
     outputs = [(f"--{name.replace('_', '-')}", getattr(args, name, None), kind)
                for name, kind in WRITES.get(args.command, {}).items()]
@@ -674,10 +829,12 @@ def check_args(args) -> None:
 
     from .fileio import check_output_file, check_output_folder
 
+    if getattr(args, "resume", None) and not getattr(args, "out", None):
+        args.out = args.resume  # train --resume DIR continues the run in DIR
     seed = getattr(args, "seed", None)
     if seed is not None and not 0 <= seed < 2**32:
         raise UserError(f"--seed must be in [0, 2^32) (the key of the random generator), got {seed}")
-    for name in ("epochs", "batch_size", "seeds", "eval_seeds", "lava_samples"):
+    for name in ("epochs", "batch_size", "seeds", "eval_seeds", "lava_samples", "checkpoint_every"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -685,6 +842,9 @@ def check_args(args) -> None:
         value = getattr(args, name, None)
         if value is not None and not (math.isfinite(value) and value >= 0):
             raise UserError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
+    step = getattr(args, "time_per_step_us", None)
+    if step is not None and not (math.isfinite(step) and step > 0):
+        raise UserError(f"--time-per-step-us must be a finite number > 0, got {step}")
     agreement = getattr(args, "min_agreement", None)
     if agreement is not None and not 0 <= agreement <= 1:
         raise UserError(f"--min-agreement must be in [0, 1], got {agreement}")
@@ -698,15 +858,21 @@ def check_args(args) -> None:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from . import distributed
+
     if not args.command:
-        print(f"pspike: error: a command is required, one of {', '.join(COMMANDS)} (see pspike --help)",
-              file=sys.stderr)
+        distributed.print_error(f"pspike: error: a command is required, one of {', '.join(COMMANDS)} (see pspike --help)")
         return 2
     try:
+        # under torchrun: join the other ranks, check that they run the same command line; rank 0 alone prints
+        distributed.start()
+        distributed.check_command(args.command, sys.argv[1:] if argv is None else [str(a) for a in argv])
         check_args(args)
-        return COMMANDS[args.command](args)
+        with distributed.main_rank_output():
+            code = COMMANDS[args.command](args)
+        return distributed.agreed_exit_code(code)
     except (UserError, CheckFailed) as exc:
-        print(f"pspike {args.command}: error: {exc}", file=sys.stderr)
+        distributed.print_error(f"pspike {args.command}: error: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"pspike {args.command}: interrupted", file=sys.stderr)

@@ -33,6 +33,10 @@ from .verify import Activity
 NEAR_ZERO = 0.05
 RASTER_MAX_NEURONS = 128
 FIGURES = ("raster", "active_ratio", "probability_histogram", "energy", "rates")
+#: drawn when sparsity-sweep results are given (benchmarks/sparsity_pareto.py)
+PARETO_FIGURE = "pareto"
+#: the cost model the Pareto figure prices energy with
+PARETO_COST_MODEL = "45nm"
 
 
 def _plt():
@@ -66,8 +70,8 @@ def figure_raster(activity: Activity, path: Path, sample: int = 0) -> dict:
         ax.set_ylabel(f"layer {l}\nneuron")
         counts.append(int(spikes.sum()))
     axes[-1, 0].set_xlabel("time step")
-    axes[0, 0].set_title(f"Output spikes of the deployed network, test sample {sample} "
-                         f"(label {int(activity.labels[sample])})")
+    label = "" if activity.labels is None else f" (label {int(activity.labels[sample])})"  # --inputs without labels
+    axes[0, 0].set_title(f"Output spikes of the deployed network, test sample {sample}{label}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -181,12 +185,83 @@ def figure_rates(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def figure_pareto(pareto: dict, result: dict, path: Path) -> dict:
+    """Accuracy against energy per inference of every point of a sparsity sweep (benchmarks/
+    sparsity_pareto.py) of this task, full and synaptic accounting side by side, and where this model sits."""
+    plt = _plt()
+    points = [q for q in pareto.get("points", []) if q.get("task") == result["task"] and q.get("deployed_accuracy")]
+    here = {"full": result["deployed"]["energy_pj_per_inference"].get(PARETO_COST_MODEL),
+            "synaptic": result["deployed"]["synaptic_energy_pj_per_inference"].get(PARETO_COST_MODEL)}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), squeeze=False)
+    families = sorted({q.get("family", "") for q in points})
+    colors = dict(zip(families, _colors(len(families))))
+    for ax, accounting in zip(axes[0], ("full", "synaptic")):
+        for fam in families:
+            mine = [q for q in points if q.get("family", "") == fam]
+            ax.scatter([q["energy_uj"][PARETO_COST_MODEL][accounting] for q in mine],
+                       [100 * q["deployed_accuracy"] for q in mine], s=18, color=colors[fam], label=fam or "sweep")
+        if here[accounting] is not None and result["deployed"]["accuracy"] is not None:
+            ax.scatter([here[accounting] / 1e6], [100 * result["deployed"]["accuracy"]], marker="*", s=160,
+                       color="#cc3311", zorder=5, label="this model")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"µJ per inference ({PARETO_COST_MODEL}, {accounting} accounting)")
+        ax.set_ylabel("deployed accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Sparsity sweep on {result['task']}: accuracy vs energy per inference", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return {"points": len(points), "here_uj": {k: (v / 1e6 if v is not None else None) for k, v in here.items()}}
+
+
+def pareto_placement(pareto: dict, result: dict) -> dict | None:
+    """Where this model sits among a sparsity sweep's points of its task (45nm cost model, both
+    accountings): its energy and accuracy, how many points reach its accuracy for less energy, and the
+    cheapest of those. None when the sweep has no point of this task."""
+    points = [q for q in pareto.get("points", []) if q.get("task") == result["task"] and q.get("deployed_accuracy")]
+    acc = result["deployed"]["accuracy"]
+    if not points or acc is None:
+        return None
+    out = {"task": result["task"], "cost_model": PARETO_COST_MODEL, "points": len(points), "accuracy": acc}
+    for accounting, key in (("full", "energy_pj_per_inference"), ("synaptic", "synaptic_energy_pj_per_inference")):
+        here = result["deployed"][key].get(PARETO_COST_MODEL)
+        if here is None:
+            return None
+        better = [q for q in points if q["deployed_accuracy"] >= acc and
+                  q["energy_uj"][PARETO_COST_MODEL][accounting] < here / 1e6]
+        best = min(better, key=lambda q: q["energy_uj"][PARETO_COST_MODEL][accounting], default=None)
+        out[accounting] = {"energy_uj": here / 1e6, "cheaper_at_least_as_accurate": len(better),
+                           "cheapest": None if best is None else {
+                               "name": best["name"], "threshold": best.get("threshold"),
+                               "accuracy": best["deployed_accuracy"],
+                               "energy_uj": best["energy_uj"][PARETO_COST_MODEL][accounting]}}
+    return out
+
+
+def _pareto_text(placement: dict | None) -> str:
+    if not placement:
+        return ""
+    parts = []
+    for accounting in ("full", "synaptic"):
+        p = placement[accounting]
+        cheap = p["cheapest"]
+        tail = (f"{p['cheaper_at_least_as_accurate']} reach its accuracy for less, the cheapest {cheap['name']}"
+                f"{'' if cheap['threshold'] is None else ' pruned at ' + format(cheap['threshold'], 'g')} at "
+                f"{cheap['energy_uj']:.3f} µJ" if cheap else "none reaches its accuracy for less: it is on the front")
+        parts.append(f"{accounting} accounting {p['energy_uj']:.3f} µJ ({tail})")
+    return (f"On the sparsity sweep of {placement['task']} ({placement['points']} points, {placement['cost_model']}), this "
+            f"model's {100 * placement['accuracy']:.2f} % costs " + "; ".join(parts) + ".")
+
+
 def _summary_rows(result: dict) -> list[tuple[str, str, str]]:
     f, d = result["float"], result["deployed"]
-    rows = [("accuracy", f"{100 * f['accuracy']:.2f} %", f"{100 * d['accuracy']:.2f} %")]
+    pct = lambda a: "n/a (no labels)" if a is None else f"{100 * a:.2f} %"  # noqa: E731 - --inputs without labels
+    rows = [("accuracy", pct(f["accuracy"]), pct(d["accuracy"]))]
     for name in d["energy"]["models"]:
-        rows.append((f"energy per inference ({name})", f"{f['energy_pj_per_inference'][name] / 1e6:.3f} µJ",
-                     f"{d['energy_pj_per_inference'][name] / 1e6:.3f} µJ"))
+        for label, key in (("full", "energy_pj_per_inference"), ("synaptic", "synaptic_energy_pj_per_inference")):
+            rows.append((f"energy per inference ({name}, {label})", f"{f[key][name] / 1e6:.3f} µJ",
+                         f"{d[key][name] / 1e6:.3f} µJ"))
     rows.append(("saturation events", "—", str(d["saturation_events"])))
     return rows
 
@@ -205,19 +280,43 @@ def _layer_rows(result: dict) -> list[list[str]]:
 
 
 def _energy_rows(energy: dict) -> list[list[str]]:
-    return [[name, f"{m['total_pj'] / 1e6:.3f}", f"{m['non_spiking_total_pj'] / 1e6:.3f}",
-             f"{m['ratio_non_spiking_to_spiking']:.2f}×", m["source"]] for name, m in energy["models"].items()]
+    rows = []
+    for name, m in energy["models"].items():
+        static = m.get("static") or {}
+        for accounting, a in m["accountings"].items():
+            rows.append([name, accounting, f"{a['total_pj'] / 1e6:.3f}", f"{a['non_spiking_total_pj'] / 1e6:.3f}",
+                         f"{a['ratio_non_spiking_to_spiking']:.2f}×",
+                         f"{static['pj'] / 1e6:.3f}" if static and accounting == "full" else "—", m["source"]])
+    return rows
+
+
+def _pruning_text(result: dict) -> str:
+    pr = result.get("pruning")
+    if not pr:
+        return ""
+    spikes = sum(r["float_spikes"] for r in pr["populations"])
+    return (f"Pruned netlist: {pr['removed']} of {pr['neurons']} neurons were removed at export (mean output probability "
+            f"below {pr['threshold']:g} on the calibration data); on these inputs the unpruned float model's removed "
+            f"neurons spiked {spikes} times. Spike rates above compare the kept neurons; accuracy compares the pruned "
+            "deployed network with the unpruned float model.")
+
+
+def _neurobench_rows(cross: dict) -> list[list[str]]:
+    return [[r["metric"], r["neurobench"], r["ours"], r["why"]] for r in cross["rows"]]
 
 
 LAYER_HEAD = ["layer", "sampler", "float rate", "deployed rate", "relative difference", "per-neuron correlation",
               "spike agreement"]
-ENERGY_HEAD = ["cost model", "deployed (µJ)", "non-spiking (µJ)", "ratio", "source"]
+ENERGY_HEAD = ["cost model", "accounting", "deployed (µJ)", "non-spiking (µJ)", "ratio", "of which static (µJ)", "source"]
+NEUROBENCH_HEAD = ["metric", "NeuroBench (float model)", "pspike-neuro", "why they differ"]
 CAPTIONS = {
     "raster": "Spike raster: output spikes of each layer for one test sample (deployed network).",
     "active_ratio": "Active-neuron ratio over time per layer (solid: deployed; dotted: float model).",
     "probability_histogram": "Histogram of per-neuron mean spike probability (float model).",
     "energy": "Energy breakdown per inference by operation kind, deployed vs non-spiking counterpart.",
     "rates": "Float vs deployed spike rate of every neuron (output samplers).",
+    PARETO_FIGURE: "Where this model sits on the sparsity sweep's accuracy-energy plot (45nm cost model; full and "
+                   "synaptic accounting).",
 }
 
 
@@ -267,12 +366,19 @@ def render_markdown(report: dict, result: dict) -> str:
         "",
         _md_table(ENERGY_HEAD, _energy_rows(result["deployed"]["energy"])),
         "",
-        "What is and is not counted: docs/energy-model.md.",
+        "What is and is not counted (full: every operation; synaptic: operations on connections only): "
+        "docs/energy-model.md.",
         "",
-        "## Figures",
+        _pruning_text(result),
+        "",
+        _pareto_text(report.get("pareto")),
         "",
     ]
-    for name in FIGURES:
+    if report.get("neurobench"):
+        parts += ["## NeuroBench cross-check", "", report["neurobench"]["note"], "",
+                  _md_table(NEUROBENCH_HEAD, _neurobench_rows(report["neurobench"])), ""]
+    parts += ["## Figures", ""]
+    for name in report["figures"]:
         parts += [f"![{CAPTIONS[name]}](figures/{name}.png)", "", CAPTIONS[name], ""]
     return "\n".join(parts)
 
@@ -291,7 +397,7 @@ def render_html(report: dict, result: dict, figure_dir: Path) -> str:
     verdict = "PASSED" if ok else "FAILED: " + ", ".join(result["failed_checks"])
     p = report["probability"]["output"]
     figs = []
-    for name in FIGURES:
+    for name in report["figures"]:
         data = base64.b64encode((figure_dir / f"{name}.png").read_bytes()).decode()
         figs.append(f'<figure id="fig-{name}"><img alt="{html.escape(CAPTIONS[name])}" '
                     f'src="data:image/png;base64,{data}"><figcaption>{html.escape(CAPTIONS[name])}</figcaption></figure>')
@@ -315,16 +421,31 @@ def render_html(report: dict, result: dict, figure_dir: Path) -> str:
 {NEAR_ZERO} (median {p['median']:.3f}).</p>
 <h2>Energy per inference</h2>
 {_html_table(ENERGY_HEAD, _energy_rows(result['deployed']['energy']))}
-<p>What is and is not counted: docs/energy-model.md in pspike-neuro.</p>
+<p>What is and is not counted (full: every operation; synaptic: operations on connections only):
+docs/energy-model.md in pspike-neuro.</p>
+<p>{html.escape(_pruning_text(result))}</p>
+<p>{html.escape(_pareto_text(report.get("pareto")))}</p>
+{_neurobench_html(report)}
 <h2>Figures</h2>
 {''.join(figs)}
 </body></html>
 """
 
 
+def _neurobench_html(report: dict) -> str:
+    cross = report.get("neurobench")
+    if not cross:
+        return ""
+    return (f"<h2>NeuroBench cross-check</h2><p>{html.escape(cross['note'])}</p>"
+            + _html_table(NEUROBENCH_HEAD, _neurobench_rows(cross)))
+
+
 def write_report(out_dir, ckpt: Checkpoint, netlist: Netlist, result: dict, activity: Activity,
-                 netlist_path: str = "") -> dict:
-    """Render the figures and the three documents, then publish them into ``out_dir``."""
+                 netlist_path: str = "", pareto: dict | None = None, pareto_figure: bool = False,
+                 neurobench: dict | None = None) -> dict:
+    """Render the figures and the three documents, then publish them into ``out_dir``. ``pareto``: a
+    sparsity sweep's results: the documents say where this model sits among them, and with
+    ``pareto_figure`` a sixth figure draws it; ``neurobench``: the cross-check of ``energy/crosscheck.py``."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         from .errors import UserError
@@ -343,19 +464,25 @@ def write_report(out_dir, ckpt: Checkpoint, netlist: Netlist, result: dict, acti
         figure_probability_histogram(probs, fig_dir / "probability_histogram.png", deterministic=activity.deterministic)
         figure_energy(result["deployed"]["energy"], fig_dir / "energy.png")
         figure_rates(result, fig_dir / "rates.png")
+        figures = list(FIGURES)
+        pareto_info = pareto_placement(pareto, result) if pareto else None
+        if pareto_info and pareto_figure:
+            figure_pareto(pareto, result, fig_dir / f"{PARETO_FIGURE}.png")
+            figures.append(PARETO_FIGURE)
         report = {
             "run_id": run_id, "package_version": __version__, "task": result["task"],
             "checkpoint": str(ckpt.path), "netlist": str(netlist_path), "netlist_sha256": netlist.content_sha256(),
             "verification": result, "raster": raster, "active_ratio": active,
             "probability": {k: {kk: vv for kk, vv in v.items() if kk != "values"} for k, v in probs.items()},
-            "figures": {name: f"figures/{name}.png" for name in FIGURES},
+            "figures": {name: f"figures/{name}.png" for name in figures}, "pareto": pareto_info,
+            "neurobench": neurobench,
             "files": {name: str(out / f"report.{name}") for name in ("html", "md", "json")},
         }
         (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         (staging / "report.md").write_text(render_markdown(report, result))
         (staging / "report.html").write_text(render_html(report, result, fig_dir))
         (out / "figures").mkdir(exist_ok=True)
-        for name in FIGURES:
+        for name in figures:
             os.replace(fig_dir / f"{name}.png", out / "figures" / f"{name}.png")
         for name in ("json", "md", "html"):
             os.replace(staging / f"report.{name}", out / f"report.{name}")

@@ -48,9 +48,10 @@ def _resave(path, mutate):
      r"blocks.0.mixer.weight has shape \(8, 9\), model_config needs \(8, 8\)"),
     (lambda p: p["state_dict"]["readout.bias"].__setitem__(0, float("nan")), "readout.bias has 1 NaN"),
     (lambda p: p["state_dict"].__setitem__("extra.weight", torch.zeros(2)), "unexpected tensor.*extra.weight"),
-    (lambda p: p.pop("model_config"), "missing field.*model_config"),
-    (lambda p: p["model_config"].__setitem__("d_state", 5), "d_state"),
-    (lambda p: p.__setitem__("format_version", 99), "newer"),
+    (lambda p: p.pop("model_config"), r"missing field\(s\) model_config$"),
+    (lambda p: p["model_config"].__setitem__("d_state", 5), r"model config: d_state must be an even integer >= 2, got 5$"),
+    (lambda p: p.__setitem__("format_version", 99),
+     r"format version 99 is newer than this pspike-neuro reads \(1\); upgrade pspike-neuro$"),
     (lambda p: p.__setitem__("format", "something-else"), "not a pspike-neuro checkpoint"),
 ])
 def test_damaged_checkpoints_are_refused_with_a_named_reason(ckpt_path, mutate, message):
@@ -86,7 +87,11 @@ def test_train_then_eval_json(tmp_path, capsys):
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["checkpoint"] == str(out / "model.pt")
-    assert 0.0 <= result["test_accuracy"] <= 1.0 and len(result["test_accuracy_per_seed"]) == 2
+    per_seed = result["test_accuracy_per_seed"]
+    assert len(per_seed) == 2 and result["inference_seeds"] == [0, 1]
+    # each seed's accuracy is a count of the 360 test samples, and the reported one their mean
+    assert all(abs(a * 360 - round(a * 360)) < 1e-4 for a in per_seed)
+    assert result["test_accuracy"] == pytest.approx(sum(per_seed) / 2)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_accuracy"] == result["test_accuracy"]
     ckpt = load_checkpoint(out / "model.pt")

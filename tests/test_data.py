@@ -58,6 +58,16 @@ def test_sdigits_test_split_is_stratified(sdigits):
     train_counts = np.bincount(sdigits.train.y.numpy(), minlength=10)
     assert np.all(np.abs(test_counts - 36) <= 1)
     np.testing.assert_array_equal(train_counts + test_counts, all_counts)
+    # the documented split (stratified, 20 % test, random_state 0) as scikit-learn makes it, sample for sample
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    x_train, x_test, y_train, y_test = train_test_split(digits.data, digits.target, test_size=0.2, random_state=0,
+                                                        stratify=digits.target)
+    np.testing.assert_array_equal(sdigits.test.y.numpy(), y_test)
+    np.testing.assert_array_equal(sdigits.train.y.numpy(), y_train)
+    np.testing.assert_array_equal(sdigits.test.x[:, :, 0].double().numpy(), x_test / 16)
+    np.testing.assert_array_equal(sdigits.train.x[:, :, 0].double().numpy(), x_train / 16)
 
 
 def test_sdigits_splits_partition_the_sklearn_set(sdigits):
@@ -417,7 +427,7 @@ def test_mnist_bad_image_size_and_label_value_are_refused(tmp_path):
 
 
 def test_tasks_lists_every_task_with_a_one_line_description():
-    assert set(TASKS) == {"sdigits", "psdigits", "listops", "smnist", "psmnist", "sdigits-spikes", "shd"}
+    assert set(TASKS) == {"sdigits", "psdigits", "listops", "smnist", "psmnist", "sdigits-spikes", "shd", "ssc"}
     for description in TASKS.values():
         assert description and "\n" not in description
 

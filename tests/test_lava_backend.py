@@ -115,8 +115,10 @@ def test_sums_beyond_lavas_int32_ports_are_refused(deployed):
     check_int32_sums(net)  # the calibrated network fits
     old = net.nodes["readout_synapse"].values["weight_exp"]
     net.nodes["readout_synapse"].values["weight_exp"] = 8
+    # worst case: every graded input at 2^23 - 1 on the row with the largest sum of |weights|, shifted by 8
+    worst = int(np.abs(net.nodes["readout_synapse"].to_dense()).sum(1).max()) * (2**23 - 1) * 2**8
     try:
-        with pytest.raises(UserError, match="synapse readout_synapse: its sums can reach"):
+        with pytest.raises(UserError, match=f"^synapse readout_synapse: its sums can reach {worst}, beyond the int32"):
             run_lava(net, x0[:1], np.arange(1), seed=0)
     finally:
         net.nodes["readout_synapse"].values["weight_exp"] = old

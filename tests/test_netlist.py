@@ -59,17 +59,28 @@ def test_write_read_write_is_identical(netlist, net_file, tmp_path):
             np.testing.assert_array_equal(again.nodes[name].floats[key], value)
 
 
-def test_graph_structure_and_summary(netlist):
+#: the exporter's edges for 2 blocks, as docs/netlist-format.md lists them: (src, dst, dst_port)
+DOC_EDGES = {("input", "neuron0", "in"), ("input", "fuse0", "residual"),
+             ("neuron0", "mixer0", "in"), ("mixer0", "fuse0", "mixer"), ("fuse0", "neuron1", "in"),
+             ("fuse0", "fuse1", "residual"), ("neuron1", "mixer1", "in"), ("mixer1", "fuse1", "mixer"),
+             ("fuse1", "readout_synapse", "in"), ("readout_synapse", "readout", "in")}
+
+
+def test_graph_structure_and_summary(netlist, small_checkpoint):
+    import hashlib
+
     graph = netlist.to_networkx()
     assert graph.number_of_nodes() == 9 and graph.number_of_edges() == 10  # 2 blocks
+    assert {(e.src, e.dst, e.dst_port) for e in netlist.edges} == DOC_EDGES
+    assert {e.src_port for e in netlist.edges} == {"out"}
     order = netlist.topological_order()
     assert order[0] == "input" and order[-1] == "readout"
     assert order.index("neuron0") < order.index("mixer0") < order.index("fuse0") < order.index("neuron1")
     summary = netlist.summary()
-    mixers = [netlist.nodes["mixer0"], netlist.nodes["mixer1"]]
-    assert summary["nonzero_synapses"] == sum(m.nnz for m in mixers) + int(
-        np.count_nonzero(netlist.nodes["readout_synapse"].weights))
-    assert summary["latency_steps"] == 3 and netlist.meta["source_sha256"]
+    stored = [np.count_nonzero(netlist.nodes[name].to_dense()) for name in ("mixer0", "mixer1", "readout_synapse")]
+    assert summary["nonzero_synapses"] == sum(stored) and stored[2] == 80   # readout 10 x 8, no zero weight here
+    assert summary["latency_steps"] == 3  # n_layers + 1
+    assert netlist.meta["source_sha256"] == hashlib.sha256(small_checkpoint.path.read_bytes()).hexdigest()
 
 
 def test_file_and_memory_give_the_same_simulation(netlist, net_file):
@@ -191,12 +202,22 @@ def test_export_and_inspect_cli(small_checkpoint, tmp_path, capsys):
     out = tmp_path / "m.net"
     assert main(["export", str(small_checkpoint.path), "-o", str(out), "--calib-samples", "16", "--json"]) == 0
     exported = json.loads(capsys.readouterr().out)
-    assert exported["latency_steps"] == 3 and out.exists()
+    written = read_netlist(out)
+    assert exported["latency_steps"] == 3 and exported["nodes"] == 9 and exported["edges"] == 10
+    assert exported["netlist"] == str(out) and exported["calibration_samples"] == 16
     assert main(["inspect", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert {"nodes", "edges", "cores", "latency_steps"} <= set(info)
     assert info["latency_steps"] == 3 and info["cores"] == 5 and info["chips"] == 1
-    assert len(info["nodes"]) == 9 and len(info["edges"]) == 10
+    assert {(n["name"], n["type"]) for n in info["nodes"]} == {(name, node.type_name()) for name, node in written.nodes.items()}
+    assert {(e["src"], e["dst"], e["dst_port"]) for e in info["edges"]} == DOC_EDGES
+    # docs/netlist-format.md "Core mapping": M + 1 compartments per SSM neuron, one per ClampFuse and readout
+    # neuron; synapses at their destination: weight bits + ceil(log2(fan-in)) index bits when sparse, else
+    # the weight bits; populations do not share cores (5 here, each far below 8,192 compartments)
+    nnz = [int(np.count_nonzero(written.nodes[f"mixer{l}"].to_dense())) for l in range(2)]
+    want = [("neuron0", 8 * 3, 0), ("fuse0", 8, -(-nnz[0] * (8 + 3) // 8)), ("neuron1", 8 * 3, 0),
+            ("fuse1", 8, -(-nnz[1] * (8 + 3) // 8)), ("readout", 10, 10 * 8)]
+    assert [(c["name"], c["compartments"], c["synapse_bytes"]) for c in info["core_mapping"]] == want
+    assert all(c["cores"] == 1 for c in info["core_mapping"])
     assert main(["inspect", str(out)]) == 0
     assert "Loihi 2 mapping: 5 cores" in capsys.readouterr().out
 

@@ -371,5 +371,10 @@ def test_keys_out_of_range_rejected():
 
 
 def test_module_exports():
+    """The public API is the table of docs/rng.md ("API summary") plus the two constants it names."""
+    documented = {"hash_u32", "hash_u32_torch", "uniform_int", "uniform_int_torch", "uniform_float",
+                  "uniform_float_torch", "uniform_int_block", "uniform_float_block", "CounterNoise"}
+    assert set(rng.__all__) == documented | {"MASK32", "MAX_PROB_BITS"}
+    assert rng.MASK32 == 0xFFFFFFFF and rng.MAX_PROB_BITS == 24   # 32-bit keys; prob_bits in [1, 24]
     for name in rng.__all__:
         assert hasattr(rng, name)

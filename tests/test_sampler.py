@@ -61,7 +61,8 @@ def test_lif_surrogate_is_boxcar_around_threshold():
 
 
 def test_lif_parameters_are_checked():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"LIF beta must be in \[0, 1\], got 1.5"):
         LIFSampler(beta=1.5)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="LIF threshold must be positive, got 0"):
         LIFSampler(threshold=0)
+    assert (LIFSampler(beta=0.0).beta, LIFSampler(beta=1.0).beta) == (0.0, 1.0)   # both ends allowed

@@ -74,16 +74,20 @@ def test_initializations_follow_the_authors():
     silif = SiLIFLayer(4, 256, SNNConfig())
     alpha, beta, a, b = silif.coefficients()
     assert torch.allclose(silif.log_dt.exp(), torch.tensor(0.004))
-    assert 0.36 < float(alpha.min()) and float(alpha.max()) < 0.97     # tau_u in [4, 100] ms
-    assert 0.95 < float(beta.min()) and float(beta.max()) < 0.991      # tau_w in [100, 400] ms
-    assert float(a.min()) >= 0 and float(a.max()) <= 1 and float(b.max()) <= 2
+    # tau_u log-uniform over [4, 100] ms and tau_w over [100, 400] ms at dt = 4 ms: alpha = exp(-dt / tau_u)
+    # in [e^-1, e^-0.04], beta in [e^-0.04, e^-0.01]; 256 draws come close to both ends of each range
+    e1, e04, e01 = math.exp(-1), math.exp(-0.04), math.exp(-0.01)
+    assert e1 - 1e-6 <= float(alpha.min()) < e1 + 0.02 and e04 - 0.002 < float(alpha.max()) <= e04 + 1e-6
+    assert e04 - 1e-6 <= float(beta.min()) < e04 + 0.002 and e01 - 0.001 < float(beta.max()) <= e01 + 1e-6
+    # a uniform on [0, 1), b on [0, 2)
+    assert 0 <= float(a.min()) < 0.05 and 0.95 < float(a.max()) < 1 and 0 <= float(b.min()) < 0.1 and 1.9 < float(b.max()) < 2
     bound = math.sqrt(6 / (4 + 256))                                     # xavier_uniform_, as the authors
     assert 0.9 * bound < float(silif.linear.weight.abs().max()) <= bound
     c = CSiLIFLayer(4, 256, SNNConfig(kind="csilif"))
-    assert float(c.linear.weight.abs().max()) > 0.45                     # torch's default, U(+-1/sqrt(4))
+    assert 0.45 < float(c.linear.weight.abs().max()) <= 0.5               # torch's default, U(+-1/sqrt(4))
     assert torch.allclose(c.theta_re.exp(), torch.tensor(0.5)) and torch.allclose(c.theta_im, torch.tensor(math.pi))
-    dt = c.log_dt.exp()
-    assert 0.01 <= float(dt.min()) and float(dt.max()) <= 0.5
+    dt = c.log_dt.exp()                                                  # log-uniform over [0.01, 0.5]
+    assert 0.01 - 1e-9 <= float(dt.min()) < 0.011 and 0.45 < float(dt.max()) <= 0.5 + 1e-9
 
 
 def test_network_output_is_summed_softmax_of_the_leaky_readout():
@@ -104,6 +108,14 @@ def test_network_output_is_summed_softmax_of_the_leaky_readout():
 
 
 def test_boxcar_surrogate_lets_the_network_learn():
+    # by hand, one step from rest (alpha = 0.5): u = 0.5 I, s = 1[u > 1], ds/dI = 0.5 * 1[|u - 1| < 1/2]
+    layer = _silif_layer([0.5] * 4, [0.9] * 4, [0.2] * 4, [1.0] * 4)
+    current = torch.tensor([[[2.5, 2.9, 3.1, 1.1]]], requires_grad=True)   # u - 1 = 0.25, 0.45, 0.55, -0.45
+    s = layer.dynamics(current)
+    s.sum().backward()
+    assert s[0, 0].tolist() == [1.0, 1.0, 1.0, 0.0]
+    np.testing.assert_allclose(current.grad[0, 0].numpy(), [0.5, 0.5, 0.0, 0.5], rtol=1e-6)
+    # and in a network, gradients reach the first layer's parameters
     torch.manual_seed(0)
     net = SNN(SNNConfig(d_input=4, n_classes=2, d_hidden=8))
     x = (torch.rand(4, 12, 4) < 0.5).float()

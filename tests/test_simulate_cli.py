@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from pspike_neuro.cli import main
+from pspike_neuro.data import load_task
 
 
 def test_reference_and_lava_agree_through_the_cli(trained_sdigits, tmp_path, capsys):
@@ -22,8 +23,16 @@ def test_reference_and_lava_agree_through_the_cli(trained_sdigits, tmp_path, cap
     b = np.load(tmp_path / "lava" / "activity.npz")
     for key in a.files:
         np.testing.assert_array_equal(a[key], b[key])
-    assert a["layer0_output_spikes"].shape == (3, 64, 32)
-    assert int(a["layer1_input_spikes"].sum()) == ref["layers"][1]["input_spikes"]
+    assert a["layer0_output_spikes"].shape == (3, 64, 32) and a["predictions"].shape == (3,)
+    # the summary's numbers, counted again from the recorded arrays and the task's labels
+    labels = load_task("sdigits").test.y[:3].numpy()
+    assert ref["accuracy"] == float((a["predictions"] == labels).mean())
+    np.testing.assert_array_equal(a["predictions"], a["logits"].argmax(-1))
+    for l in range(2):
+        row, s_in, s_out = ref["layers"][l], a[f"layer{l}_input_spikes"], a[f"layer{l}_output_spikes"]
+        assert (row["input_spikes"], row["output_spikes"]) == (int(s_in.sum()), int(s_out.sum()))
+        assert row["input_rate"] == pytest.approx(s_in.mean()) and row["output_rate"] == pytest.approx(s_out.mean())
+    assert 0 < ref["layers"][0]["output_spikes"] < 3 * 64 * 32
     assert json.loads((tmp_path / "ref" / "summary.json").read_text())["accuracy"] == ref["accuracy"]
 
 
@@ -63,6 +72,16 @@ def test_quick_demo_runs_the_pipeline(tmp_path, capsys):
     verified = json.loads((out / "verify.json").read_text())
     assert verified["seeds"] == [0, 1, 2] and summary["verified"] == verified["passed"]
     assert summary["deployed_accuracy"] == verified["deployed"]["accuracy"]
+    assert summary["float_accuracy_training_eval"] == json.loads((out / "metrics.json").read_text())["test_accuracy"]
+    # the reference ran the whole test set, Lava its first sample, bit-exact to the reference's
+    labels = load_task("sdigits").test.y.numpy()
+    with np.load(out / "reference" / "activity.npz") as ref, np.load(out / "lava" / "activity.npz") as lava:
+        assert ref["predictions"].shape == (360,) and lava["predictions"].shape == (1,)
+        assert summary["reference_accuracy_seed"] == float((ref["predictions"] == labels).mean())
+        assert summary["lava_accuracy"] == float(lava["predictions"][0] == labels[0])
+        for key in ref.files:
+            np.testing.assert_array_equal(lava[key], ref[key][:1], err_msg=key)
+    assert summary["spike_rates"] == [[r["input"]["deployed_rate"], r["output"]["deployed_rate"]] for r in verified["layers"]]
     for name in ("45nm", "loihi1"):
         e = verified["deployed"]["energy"]["models"][name]
         assert summary["energy_uj_per_inference"][name] == e["total_pj"] / 1e6 > 0

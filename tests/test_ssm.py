@@ -19,15 +19,25 @@ def test_convolution_matches_recurrence_float64_L1024(init, discretization):
         conv = ssm(spikes)
         rec = ssm.recurrent(spikes)
     assert conv.shape == rec.shape == (2, 1024, 8)
-    assert torch.max(torch.abs(conv - rec)).item() < 1e-5
+    # float64: the FFT and the recurrence differ by rounding only (measured <= 7e-14 on outputs of size ~5)
+    assert rec.abs().max() > 1 and torch.max(torch.abs(conv - rec)).item() < 1e-10
 
 
 def test_shared_ab_gives_one_copy_per_layer():
-    ssm = DiagonalSSM(6, 8, share_ab=True)
+    """One A and B for all 6 neurons, each discretized with the neuron's own dt (ZOH, written out in numpy):
+    lam[h] = exp(dt_h A), Bbar[h] = (lam[h] - 1) / A * B."""
+    ssm = DiagonalSSM(6, 8, share_ab=True).double()
     assert ssm.log_A_real.shape == (1, 4) and ssm.B.shape == (1, 4, 2)
     assert ssm.C.shape == (6, 4, 2) and ssm.log_dt.shape == (6,)
-    lam, bbar, c = ssm.discrete()
+    lam, bbar, c = (t.detach().numpy() for t in ssm.discrete())
     assert lam.shape == bbar.shape == c.shape == (6, 4)
+    a = -np.exp(ssm.log_A_real.detach().numpy()[0]) + 1j * ssm.A_imag.detach().numpy()[0]
+    b = ssm.B.detach().numpy()[0, :, 0] + 1j * ssm.B.detach().numpy()[0, :, 1]
+    dt = np.exp(ssm.log_dt.detach().numpy())[:, None]
+    assert len(set(dt.ravel().tolist())) == 6   # six different dt: the rows differ only through them
+    np.testing.assert_allclose(lam, np.exp(dt * a), rtol=1e-12)
+    np.testing.assert_allclose(bbar, (np.exp(dt * a) - 1) / a * b, rtol=1e-12)
+    np.testing.assert_array_equal(c, ssm.C.detach().numpy()[..., 0] + 1j * ssm.C.detach().numpy()[..., 1])
 
 
 def test_kernel_of_one_mode_by_hand():

@@ -2,7 +2,8 @@
 
 Embedded (no files, no network): ``sdigits``, ``psdigits`` (scikit-learn's 8x8 digits) and the
 ``listops`` generator, ``sdigits-spikes`` (the digits as spike trains). From a local folder:
-``smnist``, ``psmnist`` (MNIST IDX files), ``shd`` (Spiking Heidelberg Digits HDF5 files).
+``smnist``, ``psmnist`` (MNIST IDX files), ``shd`` (Spiking Heidelberg Digits HDF5 files), ``ssc``
+(Spiking Speech Commands, binned as the SiLIF repository bins it).
 """
 
 from .dataset import SeqDataset, TaskData

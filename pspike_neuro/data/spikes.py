@@ -88,37 +88,46 @@ def bin_spikes(times, units, n_steps: int, max_time: float, spatial_bin: int) ->
 
 def read_shd_file(path: Path, n_steps: int, max_time: float, spatial_bin: int, limit: int | None = None):
     """(x, y) of one SHD file; a file not in SHD's layout is refused with the reason."""
+    return read_event_file(path, "SHD", "the Spiking Heidelberg Digits", SHD_CLASSES, n_steps, spatial_bin,
+                           lambda t, u: bin_spikes(t, u, n_steps, max_time, spatial_bin), limit)
+
+
+def read_event_file(path: Path, dataset: str, layout: str, n_classes: int, n_steps: int, spatial_bin: int,
+                    bin_sample, limit: int | None = None):
+    """(x, y) of one file in the SHD layout (SHD, SSC): ``bin_sample(times, units)`` turns each
+    sample's events into its (n_steps, 700 / spatial_bin) row block; anything else is refused with
+    the reason, naming ``dataset``."""
     try:
         f, tmp = _open_h5(path)
     except OSError as exc:
-        raise UserError(f"SHD file {path}: not readable as HDF5 ({str(exc).splitlines()[0][:120]})") from None
+        raise UserError(f"{dataset} file {path}: not readable as HDF5 ({str(exc).splitlines()[0][:120]})") from None
     try:
         for key in ("spikes/times", "spikes/units", "labels"):
             if key not in f:
-                raise UserError(f"SHD file {path}: missing /{key} (not the Spiking Heidelberg Digits layout)")
+                raise UserError(f"{dataset} file {path}: missing /{key} (not the {layout} layout)")
         times, units, labels = f["spikes/times"], f["spikes/units"], f["labels"][...]
         n = len(labels) if limit is None else min(limit, len(labels))
         if len(times) != len(labels) or len(units) != len(labels):
-            raise UserError(f"SHD file {path}: {len(times)} spike-time lists, {len(units)} unit lists and "
+            raise UserError(f"{dataset} file {path}: {len(times)} spike-time lists, {len(units)} unit lists and "
                             f"{len(labels)} labels; they must be equal")
         channels = SHD_CHANNELS // spatial_bin
         if 4 * n * n_steps * channels > SHD_MAX_BYTES:
-            raise UserError(f"SHD file {path}: {n} samples x {n_steps} steps x {channels} channels need "
+            raise UserError(f"{dataset} file {path}: {n} samples x {n_steps} steps x {channels} channels need "
                             f"{4 * n * n_steps * channels / 2**30:.1f} GiB (limit {SHD_MAX_BYTES >> 30}); use fewer "
                             "steps, a larger spatial_bin or limit_train/limit_test")
         x = np.zeros((n, n_steps, channels), np.float32)
         for i in range(n):
             t_i, u_i = np.asarray(times[i]), np.asarray(units[i])
             if t_i.shape != u_i.shape:
-                raise UserError(f"SHD file {path}: sample {i} has {t_i.size} times but {u_i.size} units")
+                raise UserError(f"{dataset} file {path}: sample {i} has {t_i.size} times but {u_i.size} units")
             if u_i.size and (u_i.min() < 0 or u_i.max() >= SHD_CHANNELS):
-                raise UserError(f"SHD file {path}: sample {i} has units outside 0..{SHD_CHANNELS - 1}")
+                raise UserError(f"{dataset} file {path}: sample {i} has units outside 0..{SHD_CHANNELS - 1}")
             if t_i.size and not np.all(np.isfinite(t_i)):
-                raise UserError(f"SHD file {path}: sample {i} has NaN or infinite spike times")
-            x[i] = bin_spikes(t_i, u_i, n_steps, max_time, spatial_bin)
+                raise UserError(f"{dataset} file {path}: sample {i} has NaN or infinite spike times")
+            x[i] = bin_sample(t_i, u_i)
         y = np.asarray(labels[:n]).astype(np.int64)
-        if y.size and (y.min() < 0 or y.max() >= SHD_CLASSES):
-            raise UserError(f"SHD file {path}: labels outside 0..{SHD_CLASSES - 1}")
+        if y.size and (y.min() < 0 or y.max() >= n_classes):
+            raise UserError(f"{dataset} file {path}: labels outside 0..{n_classes - 1}")
         return x, y
     finally:
         f.close()

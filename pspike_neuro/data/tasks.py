@@ -12,6 +12,7 @@ from .digits import PSDIGITS_DESCRIPTION, SDIGITS_DESCRIPTION, load_psdigits, lo
 from .listops import LISTOPS_SUMMARY, load_listops
 from .mnist import MNIST_FILE_NAMES, PSMNIST_DESCRIPTION, SMNIST_DESCRIPTION, load_psmnist, load_smnist
 from .spikes import SDIGITS_SPIKES_DESCRIPTION, SHD_DESCRIPTION, SHD_FILE_NAMES, load_sdigits_spikes, load_shd
+from .ssc import SSC_DESCRIPTION, SSC_FILE_NAMES, load_ssc
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ _REGISTRY: dict[str, _Task] = {
     "psmnist": _Task(PSMNIST_DESCRIPTION, load_psmnist, MNIST_FILE_NAMES),
     "sdigits-spikes": _Task(SDIGITS_SPIKES_DESCRIPTION, load_sdigits_spikes),
     "shd": _Task(SHD_DESCRIPTION, load_shd, SHD_FILE_NAMES),
+    "ssc": _Task(SSC_DESCRIPTION, load_ssc, SSC_FILE_NAMES[:2]),  # ssc_valid.h5 only with eval_on_valid=1
 }
 
 TASKS: dict[str, str] = {name: task.description for name, task in _REGISTRY.items()}

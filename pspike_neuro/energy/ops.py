@@ -35,7 +35,8 @@ def count_ops(netlist: Netlist, outputs: dict, records: dict, valid: np.ndarray)
         node = netlist.nodes[name]
         inputs = {}
         for e in netlist.inputs_of(name):
-            if netlist.nodes[e.src].TYPE.BINARY_OUT and e.src in outputs:
+            src = netlist.nodes[e.src].TYPE
+            if (src.BINARY_OUT or src.EVENT_DRIVEN) and e.src in outputs:  # spikes, or the events of counts
                 inputs[e.dst_port] = _masked(np.asarray(outputs[e.src], bool), valid)
         act = Activity(steps=steps, inputs=inputs, output=_masked(outputs.get(name), valid),
                        records={k: _masked(v, valid) for k, v in records.get(name, {}).items()})
@@ -48,6 +49,22 @@ def count_ops_dense(netlist: Netlist, valid: np.ndarray) -> list[dict]:
     steps = float(valid.sum())
     return [{"node": name, "type": netlist.nodes[name].type_name(), **netlist.nodes[name].dense_ops(steps).as_dict()}
             for name in netlist.schedule().order]
+
+
+#: the synaptic accounting's kinds: effective accumulates (binary spikes) and multiply-accumulates (graded values)
+SYNAPTIC_FIELDS = ("ac", "graded_synops")
+
+
+def synaptic(netlist: Netlist, rows: list[dict]) -> list[dict]:
+    """The *synaptic* accounting of per-node ``rows`` (the convention of the seed papers and NeuroBench):
+    the operations on connections only, i.e. each synapse node's accumulates of arriving spikes times
+    their stored fan-out and multiply-accumulates of graded values; every other operation (state
+    updates, samplers, adds, messages) is zero. The *full* accounting is ``rows`` themselves."""
+    out = []
+    for row in rows:
+        keep = netlist.nodes[row["node"]].TYPE.ROLE == "synapse"
+        out.append({**row, **{f: (row[f] if keep and f in SYNAPTIC_FIELDS else 0.0) for f in FIELDS}})
+    return out
 
 
 def total(rows: list[dict]) -> OpCounts:

@@ -19,6 +19,7 @@ from ..data import load_recorded_task
 from ..errors import UserError
 from ..graph import FORMAT, FORMAT_VERSION, Netlist, NetlistError, lava_latency, run
 from ..quant.fold import fold
+from ..quant.prune import prune_silent
 from ..quant.quantize import QuantConfig, calibrate, quantize_graph
 from .checkpoint import Checkpoint
 
@@ -56,9 +57,14 @@ def calibration_inputs(ckpt: Checkpoint, qc: QuantConfig, data_dir=None, calib=N
 def build_netlist(ckpt: Checkpoint, qc: QuantConfig, *, data_dir=None, calib=None) -> tuple[Netlist, dict]:
     """Quantize the checkpoint's model on calibration data; return the netlist and a report."""
     start = time.perf_counter()
-    graph = fold(ckpt.model, qc.prob_bits)
+    graph = fold(ckpt.model, qc.prob_bits, gelu=qc.gelu)
     x, lengths, seq_len, what = calibration_inputs(ckpt, qc, data_dir, calib)
-    stats = calibrate(graph, x, qc, lengths)
+    probabilities = {} if qc.prune_silent is not None else None
+    stats = calibrate(graph, x, qc, lengths, probabilities=probabilities)
+    pruning = None
+    if qc.prune_silent is not None:
+        graph, pruning = prune_silent(graph, probabilities, qc.prune_silent)
+        pruning["calibration"] = what
     try:
         nodes = quantize_graph(graph, stats, qc)
     except UserError as exc:
@@ -69,6 +75,8 @@ def build_netlist(ckpt: Checkpoint, qc: QuantConfig, *, data_dir=None, calib=Non
         "quant_config": qc.to_dict(), "seed": int(qc.seed), "latency_steps": 0, "task": ckpt.task or "",
         "seq_len": int(seq_len),
     }
+    if pruning is not None:
+        meta["pruning"] = pruning
     if ckpt.task_options.get("options"):  # e.g. SHD's binning: simulate and verify must load the same inputs
         meta["task_options"] = dict(ckpt.task_options["options"])
     netlist = Netlist(meta=meta, nodes=nodes, edges=list(graph.edges))
@@ -83,6 +91,7 @@ def build_netlist(ckpt: Checkpoint, qc: QuantConfig, *, data_dir=None, calib=Non
                for name, node in nodes.items()}
     report = {"calibration_samples": int(x.shape[0]), "calibration": what, "export_time_s": time.perf_counter() - start,
               "calibration_saturation_events": int(sum(check.saturation.values())),
+              "pruned": None if pruning is None else {k: pruning[k] for k in ("threshold", "neurons", "removed")},
               "calibration_saturation": check.saturation,
               "frac_bits": {k: int(v) for k, v in formats.items() if v is not None}}
     return netlist, report

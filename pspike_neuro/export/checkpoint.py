@@ -6,8 +6,8 @@ never runs code)::
     format          "pspike-neuro-checkpoint"
     format_version  1
     package_version the pspike-neuro version that wrote it
-    model_type      "pspike", "silif", "csilif" or "graph" (imported from NIR)
-    model_config    ModelConfig.to_dict() (P-SpikeSSM), SNNConfig.to_dict() (SiLIF, C-SiLIF) or
+    model_type      "pspike", "silif", "csilif", "cadlif", "rf" or "graph" (imported from NIR)
+    model_config    ModelConfig.to_dict() (P-SpikeSSM), SNNConfig.to_dict() (SiLIF, C-SiLIF, CadLIF, RF) or
                     GraphConfig.to_dict() (an imported graph: its nodes, edges, dt, discretization)
     task            task name the model was trained on
     task_options    {"data_dir": folder of a real dataset, "options": the task's options, e.g. SHD's
@@ -44,7 +44,7 @@ FORMAT_VERSION = 1
 REQUIRED = ("format", "format_version", "model_type", "model_config", "state_dict")
 #: model_type -> (network class, config class)
 MODEL_TYPES = {"pspike": (PSpikeSSM, ModelConfig), "silif": (SNN, SNNConfig), "csilif": (SNN, SNNConfig),
-               "graph": (GraphModel, GraphConfig)}
+               "cadlif": (SNN, SNNConfig), "rf": (SNN, SNNConfig), "graph": (GraphModel, GraphConfig)}
 
 
 @dataclass

@@ -31,7 +31,7 @@ from ..isolate import run_isolated
 from ..nodes import REGISTRY, NodeError
 
 JSON_META = ("model_config", "quant_config")
-OPTIONAL_JSON_META = ("task_options", "import_record")  # the task options training used; an import's record
+OPTIONAL_JSON_META = ("task_options", "import_record", "pruning")  # task options; an import's record; what --prune-silent removed
 EDGE_FIELDS = ("src", "dst", "src_port", "dst_port")
 #: no dataset of a netlist may declare more elements than this (a compressed dataset of zeros can
 #: declare terabytes in a few kilobytes of file; it is refused before anything is read)
@@ -205,11 +205,15 @@ def _read_node(path: Path, name: str, g) -> object:
     values = {}
     for fld in cls.FIELDS:  # scalars first: they give the shapes the arrays must have
         if fld.kind != "array":
+            if fld.name not in g.attrs and fld.default is not None:
+                continue  # optional: the record fills its default
             if fld.name not in g.attrs:
                 raise UserError(f"netlist {path}: node {name} ({type_name}): field {fld.name}: missing")
             values[fld.name] = _decode(g.attrs[fld.name])
     for fld in cls.FIELDS:
         if fld.kind == "array":
+            if fld.name not in g and fld.default is not None:
+                continue  # optional: the record fills its default
             if fld.name not in g or not isinstance(g[fld.name], h5py.Dataset):
                 raise UserError(f"netlist {path}: node {name} ({type_name}): field {fld.name}: missing")
             data = g[fld.name]
@@ -218,7 +222,7 @@ def _read_node(path: Path, name: str, g) -> object:
                                 f"dtype {data.dtype}, expected {fld.dtype}")
             values[fld.name] = _safe_read(path, f"node {name} ({type_name}): field {fld.name}", data,
                                           _expected_shape(fld, values, declared))
-    values = {fld.name: values[fld.name] for fld in cls.FIELDS}
+    values = {fld.name: values[fld.name] for fld in cls.FIELDS if fld.name in values}
     extra = [k for k in list(g.keys()) + list(g.attrs.keys()) if k not in declared and k not in ("type", "float")]
     if extra:
         raise UserError(f"netlist {path}: node {name} ({type_name}): field {extra[0]}: not a field of this type")

@@ -36,14 +36,37 @@ def import_nir(path: Path, options: dict):
     return model, record
 
 
-#: format name -> importer(path, options) -> (model, record)
-IMPORTERS = {"nir": import_nir}
+def import_silif(path: Path, options: dict):
+    from .import_silif import import_silif_repo
+
+    return import_silif_repo(path, options)
+
+
+def import_pspike(path: Path, options: dict):
+    from .import_pspike import import_pspikessm
+
+    return import_pspikessm(path, options)
+
+
+#: format name -> importer(path, options) -> (model, record); a record's "task" becomes the checkpoint's
+IMPORTERS = {"nir": import_nir, "silif-repo": import_silif, "pspikessm": import_pspike}
+#: options only the pspikessm importer reads (None / False: not given)
+PSPIKESSM_OPTIONS = ("kernel", "refit_modes", "two_sided", "inputs")
 
 
 def detect_format(path: Path) -> str:
     kind = identify(path)
     if kind.name == "hdf5" and "NIR" in kind.description:
         return "nir"
+    if kind.name == "torch":
+        from .import_silif import is_silif_state_dict
+
+        if is_silif_state_dict(path):
+            return "silif-repo"
+        from .import_pspike import is_pspikessm_checkpoint
+
+        if is_pspikessm_checkpoint(path):
+            return "pspikessm"
     raise UserError(f"import {path}: is {kind.description}; pspike import reads {', '.join(IMPORTERS)} (give --format "
                     "to force one)")
 
@@ -64,12 +87,15 @@ def import_model(source, out_dir, fmt: str = "auto", **options) -> dict:
         raise UserError(f"--input must be spikes or currents, got {options['input']!r}")
     if options.get("discretization") is None:
         options["discretization"] = "euler"
+    given = [f"--{k.replace('_', '-')}" for k in PSPIKESSM_OPTIONS if options.get(k) not in (None, False)]
+    if given and fmt != "pspikessm":
+        raise UserError(f"{', '.join(given)} apply to P-SpikeSSM Lightning checkpoints (pspikessm), not to {fmt}")
     model, record = IMPORTERS[fmt](path, options)
     record = {"source": str(path), "source_sha256": sha256_file(path), **record}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {"checkpoint": str(out / "model.pt"), "record": str(out / "import.json")}
-    payload = checkpoint_payload(model, task="", metrics={"import": record})
+    payload = checkpoint_payload(model, task=record.get("task", ""), metrics={"import": record})
     with atomic_paths(out / "model.pt", out / "import.json") as (ckpt_tmp, record_tmp):
         torch.save(payload, ckpt_tmp)
         record_tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")

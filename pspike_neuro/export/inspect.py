@@ -44,6 +44,7 @@ def describe(netlist: Netlist) -> dict:
         "core_mapping": [vars(p) for p in placements],
         "resource_limits": {k: {"value": v, "source": src} for k, (v, src) in LIMITS.items()},
         "quant_config": netlist.meta["quant_config"],
+        "pruning": netlist.meta.get("pruning"),
     }
 
 
@@ -63,6 +64,39 @@ def render_text(info: dict) -> str:
     for p in info["core_mapping"]:
         lines.append(f"  {p['name']:16s} {p['compartments']:>8d} compartments {p['synapse_bytes']:>9d} synapse bytes"
                      f" -> {p['cores']} core(s), limited by {p['limited_by']}")
+    lines += _pruning_lines(info.get("pruning"))
     lines.append("limits: " + "; ".join(f"{k} = {v['value']} ({v['source']})"
                                         for k, v in info["resource_limits"].items()))
     return "\n".join(lines)
+
+
+def _pruning_lines(pruning: dict | None) -> list[str]:
+    """What ``export --prune-silent`` removed, population by population (quant/prune.py)."""
+    if not pruning:
+        return []
+    lines = [f"pruned: {pruning['removed']} of {pruning['neurons']} neurons had a mean output probability below "
+             f"{pruning['threshold']:g} on the calibration data ({pruning.get('calibration', '')})"]
+    for p in pruning["populations"]:
+        f = p["folds"]
+        where = ", ".join(sorted(set(p["folded_into"]))) or "nothing (no contribution to fold)"
+        lines.append(f"  {p['node']:16s} {p['neurons']:>6d} -> {p['kept']:<6d} removed {p['removed']} (folds: exact "
+                     f"{f['exact']}, in expectation {f['in_expectation']}, approximate {f['approximate']}; into {where}; "
+                     f"largest bias change {p['largest_bias_change']:.3g}, largest per-step deviation "
+                     f"{p['largest_step_deviation']:.3g})")
+        if p["removed"]:
+            lines.append(f"    removed neurons: {_ranges(p['removed_ids'])}")
+    for k in pruning.get("kept_whole", []):
+        lines.append(f"  {k['node']:16s} kept whole: {k['type']} ({k['why']})")
+    return lines
+
+
+def _ranges(ids: list) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` -> ``0-2, 5, 7-8``."""
+    parts, start = [], None
+    for i, v in enumerate(ids):
+        if start is None:
+            start = v
+        if i + 1 == len(ids) or ids[i + 1] != v + 1:
+            parts.append(str(start) if start == v else f"{start}-{v}")
+            start = None
+    return ", ".join(parts)

@@ -87,23 +87,27 @@ def _gather(netlist: Netlist, name: str, values: dict, integer: bool) -> dict:
 
 
 def run(netlist: Netlist, x, *, integer: bool, seed: int, samples=None, lengths=None, record_states: bool = False,
-        stats: dict | None = None) -> RunResult:
+        stats: dict | None = None, prob_stats: dict | None = None) -> RunResult:
     """Run ``netlist`` on raw inputs ``x`` (what its source takes: (B, T, d) values or (B, T) tokens).
 
     ``integer``: the deployed integer network; otherwise the float network of the nodes' float
-    parameters (``stats``, if a dict, receives each node's calibration statistics). ``samples`` are
+    parameters (``stats``, if a dict, receives each node's calibration statistics; ``prob_stats`` each
+    spiking node's per-neuron output probabilities, ``RunContext.stat_probability``). ``samples`` are
     the sample ids that key the random numbers (default 0..B-1); ``lengths`` the unpadded steps.
     """
     x = np.asarray(x)
     batch, length = x.shape[0], x.shape[1]
     ctx = RunContext(seed=int(seed), samples=np.arange(batch) if samples is None else np.asarray(samples),
-                     valid=valid_mask(batch, length, lengths), stats=stats, record_states=record_states)
+                     valid=valid_mask(batch, length, lengths), stats=stats, record_states=record_states,
+                     prob_stats=prob_stats)
     sched = netlist.schedule()
     values: dict = {}
     records: dict = {}
     consumers = {name: sum(1 for e in netlist.outputs_of(name)) for name in netlist.nodes}
+    looped = {e.dst for e in sched.back}
     for group in sched.groups:
-        if len(group) == 1:
+        acyclic = len(group) == 1 and group[0] not in looped  # a node feeding itself is a cycle of one
+        if acyclic:
             name = group[0]
             node = netlist.nodes[name]
             inputs = {"external": x} if node.TYPE.ROLE == "source" else _gather(netlist, name, values, integer)
@@ -112,10 +116,12 @@ def run(netlist: Netlist, x, *, integer: bool, seed: int, samples=None, lengths=
             outputs, recs = {}, {}
             _run_cycle(netlist, group, sched.back, values, records, integer, ctx)
         for member in group:
-            if len(group) == 1:
+            if acyclic:
                 if "out" in outputs:
                     values[member] = outputs["out"]
                 records[member] = recs
+            if prob_stats is not None and not integer and netlist.nodes[member].TYPE.BINARY_OUT and member in values:
+                _spike_statistics(prob_stats, member, values[member], ctx.valid)
         for member in group:  # a synapse's sums are dropped once every consumer has them
             for e in netlist.inputs_of(member):
                 consumers[e.src] -= 1
@@ -127,6 +133,17 @@ def run(netlist: Netlist, x, *, integer: bool, seed: int, samples=None, lengths=
     return RunResult(outputs=values, records=records, scores=scores, predictions=np.asarray(scores).argmax(-1),
                      saturation=ctx.sat.as_dict(), layers=layers,
                      layer_inputs=[netlist.layer_input(name) for name in layers], valid=ctx.valid)
+
+
+def _spike_statistics(stats: dict, name: str, spikes, valid: np.ndarray) -> None:
+    """Calibration: a spiking node that records no output probability of its own (deterministic neurons)
+    has its spikes as probabilities: per neuron their sum, count, min and max over the valid steps (the
+    statistics ``RunContext.stat_probability`` keeps)."""
+    entry = stats.setdefault(name, {})
+    s = np.asarray(spikes, np.float64)[valid]
+    if "prob_sum" in entry or not s.size:
+        return
+    entry.update(prob_sum=s.sum(0), prob_count=float(s.shape[0]), prob_min=s.min(0), prob_max=s.max(0))
 
 
 def _run_cycle(netlist: Netlist, group: tuple, back, values: dict, records: dict, integer: bool,

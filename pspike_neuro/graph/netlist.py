@@ -92,9 +92,12 @@ class Netlist:
                                        f"has no {'output' if ports == 'OUT_PORTS' else 'input'} port {port!r}")
         fed: dict = {}
         for e in self.edges:
-            fed[(e.dst, e.dst_port)] = fed.get((e.dst, e.dst_port), 0) + 1
-        for (name, port), count in fed.items():
-            if count > 1 and not self.nodes[name].TYPE.SUMMING:
+            fed.setdefault((e.dst, e.dst_port), []).append(e.src)
+        for (name, port), sources in fed.items():
+            kind = self.nodes[name].TYPE
+            sums = kind.SUMMING or (port in kind.SUMMING_PORTS and
+                                    all(self.nodes[src].TYPE.ROLE == "synapse" for src in sources))
+            if len(sources) > 1 and not sums:
                 raise NetlistError(f"node {name}: input port {port} is fed by more than one edge")
         for name, node in self.nodes.items():
             for port in node.IN_PORTS:
@@ -183,7 +186,8 @@ class Netlist:
             node = self.nodes[e.src]
             if node.TYPE.ROLE == "synapse":
                 for e2 in self.inputs_of(e.src):
-                    if e2 not in back and self.nodes[e2.src].TYPE.BINARY_OUT:
+                    src = self.nodes[e2.src].TYPE
+                    if e2 not in back and (src.BINARY_OUT or src.EVENT_DRIVEN):  # spikes, or events (counts)
                         return e2.src
             elif node.TYPE.BINARY_OUT:
                 return e.src

@@ -12,6 +12,8 @@ ACTIVATIONS = ("identity", "relu", "gelu")
 NORMS = ("batch", "layer", "none")
 SAMPLERS = ("stochastic", "lif")
 INPUT_KINDS = ("real", "tokens")
+BRANCH_ORDERS = ("reversed", "same")
+PARAM_DTYPES = ("float32", "float64")
 
 
 def check_sizes(cfg, limits: dict) -> None:
@@ -79,6 +81,11 @@ class ModelConfig(ConfigDict):
     sampler: str = "stochastic"
     lif_beta: float = 0.9
     lif_threshold: float = 1.0
+    # the P-SpikeSSM authors' forms (pspike import of their checkpoints; float only unless noted):
+    two_sided: bool = False         # each SSM also has an anti-causal kernel (their layer-level bidirectional)
+    branch_order: str = "reversed"  # bidirectional branch on the time-reversed input, or "same": theirs
+    shared_uniforms: bool = False   # output samplers reuse the input sampler's uniforms (their LRA blocks)
+    param_dtype: str = "float32"    # float64: parameters kept at full precision (imported conversions)
 
     def __post_init__(self):
         self.validate()
@@ -95,10 +102,12 @@ class ModelConfig(ConfigDict):
         choose("psi", self.psi, ACTIVATIONS)
         choose("norm", self.norm, NORMS)
         choose("sampler", self.sampler, SAMPLERS)
+        choose("branch_order", self.branch_order, BRANCH_ORDERS)
+        choose("param_dtype", self.param_dtype, PARAM_DTYPES)
         check_sizes(self, {"d_input": 1 << 20, "n_classes": 1 << 16, "d_model": 1 << 14, "n_layers": 256,
                            "d_state": 1 << 12})
         check_types(self, reals=("dt_min", "dt_max", "dropout", "lif_beta", "lif_threshold"),
-                    flags=("share_ab", "prenorm", "residual", "bidirectional"))
+                    flags=("share_ab", "prenorm", "residual", "bidirectional", "two_sided", "shared_uniforms"))
         if not 0.0 <= self.lif_beta <= 1.0 or self.lif_threshold <= 0:
             raise UserError(f"model config: need 0 <= lif_beta <= 1 and lif_threshold > 0, got "
                             f"{self.lif_beta}, {self.lif_threshold}")
@@ -132,9 +141,11 @@ PRESETS: dict[str, Preset] = {
     ),
     "psmnist": Preset(
         "the authors' psMNIST configuration: 2 layers, H=400, N=64, unidirectional, no residual, "
-        "pre-BatchNorm, dropout 0.1, shared A/B (n_ssm=1), batch 64, lr 5e-4, wd 0.01",
+        "pre-BatchNorm, final BatchNorm, mean-pool decoder, dropout 0.1, shared A/B (n_ssm=1), bilinear "
+        "discretization, GELU after the SSM and the mixer, batch 64, lr 5e-4, wd 0.01; causal and diagonal "
+        "(theirs: two-sided DPLR kernel; docs/import.md)",
         model=dict(d_model=400, d_state=64, n_layers=2, residual=False, prenorm=True, norm="batch",
-                   dropout=0.1, share_ab=True, psi="gelu", phi="gelu"),
+                   dropout=0.1, share_ab=True, psi="gelu", phi="gelu", discretization="bilinear"),
         train=dict(batch_size=64, lr=5e-4, weight_decay=0.01),
     ),
     "listops": Preset(

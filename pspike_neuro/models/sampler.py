@@ -67,6 +67,19 @@ def draw_uniform(noise: Optional[NoiseSource], site: int, like: torch.Tensor) ->
     return u
 
 
+class SiteMemo:
+    """A noise source that draws ``torch.rand`` once per site and returns the same uniforms to every
+    sampler of that site (samplers that share uniforms, as the P-SpikeSSM authors' LRA blocks do)."""
+
+    def __init__(self):
+        self.drawn: dict = {}
+
+    def __call__(self, site: int, shape: tuple, device, dtype) -> torch.Tensor:
+        if site not in self.drawn:
+            self.drawn[site] = torch.rand(shape, device=device, dtype=dtype)
+        return self.drawn[site]
+
+
 class SpikeSampler(nn.Module):
     """Stochastic sampler: spikes with probability ``clamp(y, 0, 1)``, parallel over time."""
 

@@ -17,14 +17,25 @@ C-SiLIF (one complex state, S4D-Lin initialization)::
     u_t = lambda (u_{t-1} - 0.5 s_{t-1}) + b I_t
     s_t = 1[2 Re(u_t) - 1 > 0]
 
-Both spike through the boxcar surrogate (gradient ``1[|x| < 1/2]``). The readout is a leaky
+CadLIF (constrained adLIF, Deckers et al. 2024; the authors' ``CadLIFLayer``): SiLIF's recurrence
+with ``alpha``, ``beta`` stored directly and clamped, ``alpha in [0.36, 0.96]``, ``beta in [0.96, 0.99]``.
+
+RF (resonate-and-fire, Higuchi et al. 2024; the authors' ``ResonateFireLayer``), forward Euler at a
+fixed ``dt`` (0.004 s, not trained)::
+
+    lambda_c = min(alpha_real, -0.1) + i alpha_im
+    u_t = u_{t-1} + dt (lambda_c u_{t-1} + I_t) - s_{t-1}      (reset after the step, not decayed)
+    s_t = 1[Re(u_t) - 1 > 0]
+
+All spike through the boxcar surrogate (gradient ``1[|x| < 1/2]``). The readout is a leaky
 integrator ``r_t = alpha_r r_{t-1} + (1 - alpha_r) BN(W x_t)`` with ``alpha_r`` clamped to
 ``[e^{-1/5}, e^{-1/25}]``; the network's output is ``sum_t softmax(r_t)``, which the authors feed to
 the cross-entropy loss as logits.
 
 Deviation from the authors: states start at zero in training too (the authors draw them from
 ``U[0, 1)``); a deployed network starts from zero, and training the same way keeps the two
-comparable (anchors.md §1.2).
+comparable (anchors.md §1.2). ``forward(..., init=generator)`` draws the authors' initial states
+instead, to measure what zeros change (the SiLIF-repository importer does).
 """
 
 from __future__ import annotations
@@ -41,7 +52,7 @@ from ..errors import UserError
 from .config import ConfigDict, check_sizes, check_types
 from .sampler import boxcar_spike
 
-SNN_KINDS = ("silif", "csilif")
+SNN_KINDS = ("silif", "csilif", "cadlif", "rf")
 READOUT_ALPHA_RANGE = (math.exp(-1 / 5), math.exp(-1 / 25))
 
 
@@ -59,18 +70,31 @@ class SNNConfig(ConfigDict):
     dt_min: float = 0.01          # C-SiLIF: log-uniform dt range (anchors.md §1.4)
     dt_max: float = 0.5
     input_kind: str = "real"
+    rf_dt: float = 0.004          # RF: the fixed forward-Euler step (s), not trained
+    input_counts: bool = False    # inputs are event counts per step (0, 1, 2, ...), deployed as graded messages
 
     def __post_init__(self):
         if self.kind not in SNN_KINDS:
             raise UserError(f"model config: kind={self.kind!r} is not one of {', '.join(SNN_KINDS)}")
         check_sizes(self, {"d_input": 1 << 20, "n_classes": 1 << 16, "d_hidden": 1 << 16, "n_layers": 256})
-        check_types(self, reals=("dropout", "dt_init", "dt_min", "dt_max"))
+        check_types(self, reals=("dropout", "dt_init", "dt_min", "dt_max", "rf_dt"), flags=("input_counts",))
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"model config: dropout must be in [0, 1), got {self.dropout}")
-        if not (self.dt_init > 0 and 0 < self.dt_min <= self.dt_max):
-            raise UserError("model config: need dt_init > 0 and 0 < dt_min <= dt_max")
+        if not (self.dt_init > 0 and 0 < self.dt_min <= self.dt_max and self.rf_dt > 0):
+            raise UserError("model config: need dt_init > 0, rf_dt > 0 and 0 < dt_min <= dt_max")
         if self.input_kind != "real":
             raise UserError("model config: SiLIF networks take real-valued (spike) inputs, not tokens")
+
+
+def initial_state(init: Optional[torch.Generator], like: torch.Tensor, n: int, complex_state: bool = False):
+    """A (batch, n) state at the first step: zeros (ours), or with a generator ``init`` the authors'
+    ``U[0, 1)`` draws (real and imaginary parts each, for a complex state)."""
+    batch, dtype = like.shape[0], like.dtype
+    cdt = torch.complex128 if dtype == torch.float64 else torch.complex64
+    if init is None:
+        return torch.zeros(batch, n, dtype=cdt if complex_state else dtype, device=like.device)
+    draw = lambda: torch.rand(batch, n, generator=init, dtype=dtype).to(like.device)  # noqa: E731
+    return torch.complex(draw(), draw()) if complex_state else draw()
 
 
 class SiLIFLayer(nn.Module):
@@ -99,12 +123,11 @@ class SiLIFLayer(nn.Module):
         z = self.linear(x)                                     # (B, T, H)
         return self.norm(z.transpose(1, 2)).transpose(1, 2)
 
-    def dynamics(self, current: torch.Tensor, probe: Optional[dict] = None, name: str = "") -> torch.Tensor:
+    def dynamics(self, current: torch.Tensor, probe: Optional[dict] = None, name: str = "",
+                 init: Optional[torch.Generator] = None) -> torch.Tensor:
         alpha, beta, a, b = self.coefficients()
         batch, steps, n = current.shape
-        u = current.new_zeros(batch, n)
-        w = current.new_zeros(batch, n)
-        s = current.new_zeros(batch, n)
+        u, w, s = (initial_state(init, current, n) for _ in range(3))
         spikes, us, ws = [], [], []
         for t in range(steps):
             w = beta * w + a * u + b * s
@@ -119,9 +142,9 @@ class SiLIFLayer(nn.Module):
             probe[f"{name}.w"] = torch.stack(ws, 1).detach()
         return out
 
-    def forward(self, x, probe=None, name=""):
+    def forward(self, x, probe=None, name="", init=None):
         i = self.current(x)
-        s = self.dynamics(i, probe, name)
+        s = self.dynamics(i, probe, name, init)
         if probe is not None:
             probe[f"{name}.i"] = i.detach()
             probe[f"{name}.s"] = s.detach()
@@ -147,13 +170,13 @@ class CSiLIFLayer(SiLIFLayer):
         lam = torch.exp(torch.complex(-self.theta_re.exp() * dt, self.theta_im * dt))
         return lam, self.b
 
-    def dynamics(self, current: torch.Tensor, probe: Optional[dict] = None, name: str = "") -> torch.Tensor:
+    def dynamics(self, current: torch.Tensor, probe: Optional[dict] = None, name: str = "",
+                 init: Optional[torch.Generator] = None) -> torch.Tensor:
         lam, b = self.coefficients()
         batch, steps, n = current.shape
-        cdt = torch.complex128 if current.dtype == torch.float64 else torch.complex64
-        lam = lam.to(cdt)
-        u = torch.zeros(batch, n, dtype=cdt, device=current.device)
-        s = current.new_zeros(batch, n)
+        u = initial_state(init, current, n, complex_state=True)
+        lam = lam.to(u.dtype)
+        s = initial_state(init, current, n)
         spikes, us = [], []
         for t in range(steps):
             u = lam * (u - 0.5 * s) + b * current[:, t]
@@ -164,6 +187,71 @@ class CSiLIFLayer(SiLIFLayer):
         if probe is not None:
             probe[f"{name}.u"] = torch.stack(us, 1).detach()
         return out
+
+
+class CadLIFLayer(SiLIFLayer):
+    """Linear (no bias) -> BatchNorm -> CadLIF neurons -> dropout: SiLIF's recurrence, ``alpha`` and
+    ``beta`` stored directly and clamped (the authors' initialization and clamps)."""
+
+    ALPHA_RANGE = (0.36, 0.96)
+    BETA_RANGE = (0.96, 0.99)
+
+    def __init__(self, n_in: int, n_out: int, cfg: SNNConfig):
+        nn.Module.__init__(self)
+        self.linear = nn.Linear(n_in, n_out, bias=False)
+        nn.init.xavier_uniform_(self.linear.weight)
+        self.norm = nn.BatchNorm1d(n_out, momentum=0.05)
+        self.alpha = nn.Parameter(torch.empty(n_out).uniform_(*self.ALPHA_RANGE))
+        self.beta = nn.Parameter(torch.empty(n_out).uniform_(*self.BETA_RANGE))
+        self.a = nn.Parameter(torch.rand(n_out))
+        self.b = nn.Parameter(torch.rand(n_out) * 2)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def coefficients(self):
+        return (self.alpha.clamp(*self.ALPHA_RANGE), self.beta.clamp(*self.BETA_RANGE), self.a.clamp(0, 1),
+                self.b.clamp(0, 2))
+
+
+class RFLayer(SiLIFLayer):
+    """Linear (no bias) -> BatchNorm -> resonate-and-fire neurons (forward Euler, fixed dt) -> dropout."""
+
+    ALPHA_REAL_MAX = -0.1
+
+    def __init__(self, n_in: int, n_out: int, cfg: SNNConfig):
+        nn.Module.__init__(self)
+        self.linear = nn.Linear(n_in, n_out, bias=False)
+        self.norm = nn.BatchNorm1d(n_out, momentum=0.05)
+        self.alpha_real = nn.Parameter(torch.empty(n_out).uniform_(-10.0, -1.0))
+        self.alpha_im = nn.Parameter(torch.empty(n_out).uniform_(5.0, 10.0))
+        self.dt = cfg.rf_dt
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def coefficients(self):
+        """The continuous eigenvalue ``lambda_c`` (real part clamped) and the fixed step ``dt``; the
+        discrete step multiplies the state by ``1 + dt lambda_c``."""
+        return torch.complex(self.alpha_real.clamp(max=self.ALPHA_REAL_MAX), self.alpha_im), self.dt
+
+    def dynamics(self, current: torch.Tensor, probe: Optional[dict] = None, name: str = "",
+                 init: Optional[torch.Generator] = None) -> torch.Tensor:
+        lam_c, dt = self.coefficients()
+        batch, steps, n = current.shape
+        u = initial_state(init, current, n, complex_state=True)
+        lam_c = lam_c.to(u.dtype)
+        s = initial_state(init, current, n)
+        spikes, us = [], []
+        for t in range(steps):
+            u = u + dt * (lam_c * u + current[:, t]) - s
+            s = boxcar_spike(u.real - 1.0)
+            spikes.append(s)
+            us.append(u)
+        out = torch.stack(spikes, 1)
+        if probe is not None:
+            probe[f"{name}.u"] = torch.stack(us, 1).detach()
+        return out
+
+
+#: neuron layer class of each kind
+LAYERS = {"silif": SiLIFLayer, "csilif": CSiLIFLayer, "cadlif": CadLIFLayer, "rf": RFLayer}
 
 
 class LeakyReadout(nn.Module):
@@ -180,10 +268,10 @@ class LeakyReadout(nn.Module):
         lo, hi = READOUT_ALPHA_RANGE
         return self.alpha.clamp(lo, hi)
 
-    def forward(self, x):
+    def forward(self, x, init: Optional[torch.Generator] = None):
         i = self.norm(self.linear(x).transpose(1, 2)).transpose(1, 2)
         alpha = self.clamped_alpha()
-        r = i.new_zeros(i.shape[0], i.shape[2])
+        r = initial_state(init, i, i.shape[2])
         out = []
         for t in range(i.shape[1]):
             r = alpha * r + (1 - alpha) * i[:, t]
@@ -192,12 +280,12 @@ class LeakyReadout(nn.Module):
 
 
 class SNN(nn.Module):
-    """Input spikes (B, T, d_input) -> ``n_layers`` neuron layers -> leaky readout -> sum_t softmax."""
+    """Input spikes or counts (B, T, d_input) -> ``n_layers`` neuron layers -> leaky readout -> sum_t softmax."""
 
     def __init__(self, cfg: SNNConfig):
         super().__init__()
         self.cfg = cfg
-        layer = SiLIFLayer if cfg.kind == "silif" else CSiLIFLayer
+        layer = LAYERS[cfg.kind]
         sizes = [cfg.d_input] + [cfg.d_hidden] * cfg.n_layers
         self.layers = nn.ModuleList(layer(sizes[i], sizes[i + 1], cfg) for i in range(cfg.n_layers))
         self.readout = LeakyReadout(cfg.d_hidden, cfg.n_classes)
@@ -206,10 +294,12 @@ class SNN(nn.Module):
     def model_type(self) -> str:
         return self.cfg.kind
 
-    def forward(self, x, lengths=None, noise=None, probe: Optional[dict] = None):
+    def forward(self, x, lengths=None, noise=None, probe: Optional[dict] = None,
+                init: Optional[torch.Generator] = None):
         """``noise`` is accepted for a common interface and unused: these neurons are deterministic.
 
-        With ``lengths``, steps past a sequence's end get zero input and are left out of the sum.
+        With ``lengths``, steps past a sequence's end get zero input and are left out of the sum. With
+        ``init``, every state starts from the authors' ``U[0, 1)`` draws instead of zero.
         """
         mask = None
         if lengths is not None:
@@ -217,10 +307,10 @@ class SNN(nn.Module):
             x = x * mask
         h = x
         for l, layer in enumerate(self.layers):
-            h = layer(h, probe, f"layer{l}")
+            h = layer(h, probe, f"layer{l}", init)
             if mask is not None:
                 h = h * mask
-        r = self.readout(h)
+        r = self.readout(h, init)
         if probe is not None:
             probe["readout.r"] = r.detach()
         p = torch.softmax(r, -1)

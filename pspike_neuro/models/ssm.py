@@ -9,6 +9,10 @@ which equals the causal convolution ``v = K * s + D s`` with
 ``K[j] = 2 Re( sum_k C_k Bbar_k lam_k^j )``. Training uses the convolution (FFT), streaming and
 deployment use the recurrence; both come from the same parameters.
 
+Two-sided (``two_sided``, the P-SpikeSSM authors' layer-level ``bidirectional``; float only): a second
+readout ``C_anti`` gives ``K1[j] = 2 Re( sum_k C_anti_k Bbar_k lam_k^j )`` and
+``v[t] += sum_{u > t} K1[u - t - 1] s[u]`` (the same modes run from the end of the sequence).
+
 Continuous parameters: ``A_k = -exp(log_A_real_k) + i A_imag_k``, ``B_k``, ``C_k`` complex,
 ``dt_h = exp(log_dt_h)``. Discretization (``lam = exp(dt A)``):
 
@@ -82,6 +86,7 @@ class DiagonalSSM(nn.Module):
         dt_min: float = 0.001,
         dt_max: float = 0.1,
         share_ab: bool = False,
+        two_sided: bool = False,
     ):
         super().__init__()
         if d_state < 2 or d_state % 2:
@@ -103,6 +108,9 @@ class DiagonalSSM(nn.Module):
         c = torch.randn(d_model, self.n_modes, 2) * math.sqrt(0.5)
         self.C = nn.Parameter(c)
         self.D = nn.Parameter(torch.randn(d_model))
+        self.two_sided = two_sided
+        if two_sided:
+            self.C_anti = nn.Parameter(torch.randn(d_model, self.n_modes, 2) * math.sqrt(0.5))
 
     #: parameters that get their own optimizer group (lr 1e-3, no weight decay), as the authors do
     ssm_parameter_names = ("log_dt", "log_A_real", "A_imag", "B")
@@ -125,22 +133,32 @@ class DiagonalSSM(nn.Module):
         c = torch.view_as_complex(self.C.contiguous())
         return lam, bbar.expand_as(c), c
 
-    def kernel(self, length: int) -> torch.Tensor:
-        """``K[h, j] = 2 Re(sum_k C Bbar lam^j)`` for j < length, shape (d_model, length)."""
+    def kernel(self, length: int, anti: bool = False) -> torch.Tensor:
+        """``K[h, j] = 2 Re(sum_k C Bbar lam^j)`` for j < length, shape (d_model, length); ``anti``: the
+        anti-causal kernel ``K1`` of a two-sided SSM (``C_anti`` instead of ``C``)."""
         lam, bbar, c = self.discrete()
+        if anti:
+            c = torch.view_as_complex(self.C_anti.contiguous())
         j = torch.arange(length, device=lam.device, dtype=lam.real.dtype)
         powers = torch.exp(torch.log(lam)[..., None] * j)  # (H, M, L)
         return 2 * torch.einsum("hm,hml->hl", c * bbar, powers).real
 
-    def forward(self, s: torch.Tensor) -> torch.Tensor:
-        """Causal convolution of spikes ``s`` (B, L, H) -> ``v`` (B, L, H), by FFT."""
-        length = s.shape[1]
-        k = self.kernel(length)
+    @staticmethod
+    def _causal_conv(s_t: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """``sum_{s <= t} k[t - s] x[s]`` over the last axis of ``s_t`` (B, H, L), by FFT."""
+        length = s_t.shape[-1]
         n_fft = 2 * length
+        return torch.fft.irfft(torch.fft.rfft(s_t, n=n_fft) * torch.fft.rfft(k, n=n_fft), n=n_fft)[..., :length]
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        """Causal (or two-sided) convolution of spikes ``s`` (B, L, H) -> ``v`` (B, L, H), by FFT."""
+        length = s.shape[1]
         s_t = s.transpose(1, 2)
-        v = torch.fft.irfft(torch.fft.rfft(s_t, n=n_fft) * torch.fft.rfft(k, n=n_fft), n=n_fft)
-        v = v[..., :length].transpose(1, 2)
-        return v + self.D * s
+        v = self._causal_conv(s_t, self.kernel(length))
+        if self.two_sided:  # sum_{u > t} K1[u - t - 1] s[u]: a causal convolution of the reversed input, one step late
+            k1 = torch.nn.functional.pad(self.kernel(length, anti=True)[:, : length - 1], (1, 0))
+            v = v + self._causal_conv(s_t.flip(-1), k1).flip(-1)
+        return v.transpose(1, 2) + self.D * s
 
     def initial_state(self, batch: int) -> torch.Tensor:
         dtype = torch.complex128 if self.C.dtype == torch.float64 else torch.complex64
@@ -148,6 +166,8 @@ class DiagonalSSM(nn.Module):
 
     def step(self, s_t: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One recurrent step: ``s_t`` (B, H), state ``z`` (B, H, M) -> ``(v_t, z)``."""
+        if self.two_sided:
+            raise ValueError("a two-sided SSM reads future inputs and has no recurrent step")
         lam, bbar, c = self.discrete()
         z = lam * z + bbar * s_t[..., None]
         v = 2 * (c * z).sum(-1).real + self.D * s_t

@@ -6,6 +6,7 @@ name. ``docs/netlist-format.md``'s tables come from the records (``schema_markdo
 
 from . import (  # noqa: F401  (each module registers its types)
     clamp_fuse,
+    count_input,
     csilif_neuron,
     cuba_lif,
     delay,
@@ -15,8 +16,10 @@ from . import (  # noqa: F401  (each module registers its types)
     lif,
     output,
     readout_integrator,
+    rf_neuron,
     silif_neuron,
     spike_input,
+    ssm_gelu_neuron,
     ssm_neuron,
     synapses,
     threshold,

@@ -46,6 +46,7 @@ class Field:
     lo: int | None = None
     hi: int | None = None
     choices: tuple = ()
+    default: object = None  # optional field: ``default(values)`` when a record (or an older netlist) leaves it out
 
     def describe_type(self) -> str:
         if self.kind == "array":
@@ -60,12 +61,12 @@ class Field:
         return ""
 
 
-def A(name, dtype, shape, lo, hi, doc):  # noqa: N802 - a compact table constructor
-    return Field(name, "array", doc, dtype, tuple(shape), lo, hi)
+def A(name, dtype, shape, lo, hi, doc, default=None):  # noqa: N802 - a compact table constructor
+    return Field(name, "array", doc, dtype, tuple(shape), lo, hi, default=default)
 
 
-def I(name, lo, hi, doc):  # noqa: N802, E743
-    return Field(name, "int", doc, lo=lo, hi=hi)
+def I(name, lo, hi, doc, default=None):  # noqa: N802, E743
+    return Field(name, "int", doc, lo=lo, hi=hi, default=default)
 
 
 def S(name, choices, doc):  # noqa: N802
@@ -86,10 +87,11 @@ class NodeError(ValueError):
 @dataclass(frozen=True)
 class Format:
     """The integer format of the values on an edge: binary spikes, or graded values in units of
-    ``2^-frac_bits`` (24-bit messages)."""
+    ``2^-frac_bits`` carried in ``message_bits``-bit signed messages (24, or fewer for small counts)."""
 
     binary: bool
     frac_bits: int = 0
+    message_bits: int = 24
 
     def describe(self) -> str:
         return "binary" if self.binary else f"graded, 2^-{self.frac_bits}"
@@ -158,18 +160,23 @@ class RunContext:
     sat: SaturationCounter = field(default_factory=SaturationCounter)
     stats: dict | None = None
     record_states: bool = False
+    prob_stats: dict | None = None  # per node each neuron's output probability statistics (stat_probability)
     _random_cache: dict = field(default_factory=dict)
 
-    def randoms(self, site: int, n: int, prob_bits: int, t: int | None = None) -> np.ndarray:
-        """P-bit random integers of one site: (B, T, n) for the whole run, or (B, n) at step ``t``.
+    def randoms(self, site: int, n: int, prob_bits: int, t: int | None = None, ids: np.ndarray | None = None) -> np.ndarray:
+        """P-bit random integers of one site: (B, T, n) for the whole run, or (B, n) at step ``t``;
+        with ``ids``, those of neurons ``ids`` of the site (a pruned population keeps its neurons' numbers).
 
         Drawn for the whole run once per site, so a step-by-step caller pays one draw per sample."""
         from ..numerics.rng import random_block
 
-        key = (site, n, prob_bits)
+        key = (site, n, prob_bits) if ids is None else (site, prob_bits, np.asarray(ids).tobytes())
         block = self._random_cache.get(key)
         if block is None:
-            block = random_block(self.seed, site, n, self.valid.shape[1], prob_bits, self.samples)
+            width = n if ids is None else int(np.max(ids, initial=-1)) + 1
+            block = random_block(self.seed, site, width, self.valid.shape[1], prob_bits, self.samples)
+            if ids is not None:
+                block = np.ascontiguousarray(block[..., np.asarray(ids)])
             self._random_cache[key] = block
         return block if t is None else block[:, t]
 
@@ -178,6 +185,25 @@ class RunContext:
         if self.stats is not None:
             entry = self.stats.setdefault(node, {})
             entry[key] = max(entry.get(key, 0.0), float(value))
+
+    def stat_probability(self, node: str, prob: np.ndarray, t: int) -> None:
+        """Accumulate each neuron's output probability ``prob`` (B, n) at step ``t`` over the valid
+        samples (calibration): ``prob_sum``, ``prob_count`` (valid steps), ``prob_min``, ``prob_max``;
+        the mean is what ``export --prune-silent`` compares with its threshold."""
+        if self.prob_stats is None:
+            return
+        valid = self.valid[:, t]
+        if not valid.any():
+            return
+        p = np.asarray(prob, np.float64)[valid]
+        entry = self.prob_stats.setdefault(node, {})
+        if "prob_sum" not in entry:
+            entry.update(prob_sum=np.zeros(p.shape[1]), prob_count=0.0, prob_min=np.full(p.shape[1], np.inf),
+                         prob_max=np.zeros(p.shape[1]))
+        entry["prob_sum"] = entry["prob_sum"] + p.sum(0)
+        entry["prob_count"] += float(p.shape[0])
+        entry["prob_min"] = np.minimum(entry["prob_min"], p.min(0))
+        entry["prob_max"] = np.maximum(entry["prob_max"], p.max(0))
 
 
 @dataclass
@@ -277,9 +303,11 @@ class NodeType(GraphNode):
     IN_PORTS: ClassVar[tuple] = ("in",)
     OUT_PORTS: ClassVar[tuple] = ("out",)
     SUMMING: ClassVar[bool] = False   # an in port may be fed by several edges, summed (NIR semantics)
+    SUMMING_PORTS: ClassVar[tuple] = ()  # in ports that sum several synapses (and only synapses)
     ROLE: ClassVar[str] = "neuron"    # source | synapse | neuron | junction | sink
     BINARY_OUT: ClassVar[bool] = False
     STATELESS: ClassVar[bool] = False  # no state: a whole sequence is one vectorized step
+    EVENT_DRIVEN: ClassVar[bool] = False  # graded messages sent only where non-zero (counted per event)
     DOC_EQUATION: ClassVar[str] = ""
 
     def __init__(self, name: str, values: dict, floats: dict | None = None):
@@ -329,6 +357,12 @@ class NodeType(GraphNode):
 
     def check(self) -> None:
         names = {f.name for f in self.FIELDS}
+        for f in sorted(self.FIELDS, key=lambda f: f.kind == "array"):  # optional fields; scalars first
+            if f.default is not None and f.name not in self.values:
+                try:
+                    self.values[f.name] = f.default(self.values)
+                except KeyError:
+                    pass  # a field its default needs is missing: named below
         missing = [n for n in names if n not in self.values]
         if missing:
             self.fail(sorted(missing)[0], "missing")

@@ -80,9 +80,11 @@ class CSiLIFNeuron(NodeType):
         bits = _state_format(q).frac_bits
         where = f"layer {node.layer}"
         try:
-            decay_re, decay_im = quantize_decay((f["lam_re"] + 1j * f["lam_im"])[:, None])
+            decay_re, decay_im = quantize_decay((f["lam_re"] + 1j * f["lam_im"])[:, None],
+                                                stable=getattr(q.qc, "stable_decays", False))
         except ValueError as exc:
-            raise UserError(f"{where}: {exc}") from None
+            raise UserError(f"{where}: {exc} (export with --stable-decays to round such decays to the nearest "
+                            "12-bit value inside the unit circle)") from None
         values = dict(node.attrs, state_frac_bits=bits, decay_re=decay_re[:, 0], decay_im=decay_im[:, 0],
                       bias=round_int(f["bias"] * 2.0 ** bits, "the BatchNorm offset", where))
         return cls(node.name, values, dict(f))

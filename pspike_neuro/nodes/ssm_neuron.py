@@ -51,7 +51,8 @@ class NeuronParams:
         self.c_re, self.c_im = v["c_re"].astype(np.int64), v["c_im"].astype(np.int64)
         self.c_shift = np.asarray(v["c_shift"], np.int64)
         self.d_term = shift(v["d"].astype(np.int64), v["d_exp"])
-        self.b_out, self.sign = v["b_out"].astype(np.int64), v["out_sign"].astype(np.int64)
+        self.b_out = v["b_out"].astype(np.int64)
+        self.sign = v["out_sign"].astype(np.int64) if "out_sign" in v else None  # None: a type without phi = relu
         self.relu = v["phi"] == "relu"
         # float64 copies for the fast path; exact while every readout partial sum stays below 2^53
         c_max = float(max(np.abs(self.c_re).max(initial=0), np.abs(self.c_im).max(initial=0)))
@@ -62,14 +63,20 @@ class NeuronParams:
         self.f_c_scale = 2.0 ** -self.c_shift
 
 
-def step_int(p: NeuronParams, x, r_in, r_out, valid, zr, zi):
-    """One integer step, vectorized over leading dimensions: ``x`` (..., n), ``valid`` (..., 1),
-    ``zr, zi`` (..., n, M). Returns ``s, o, zr, zi, state_saturations, output_saturations``."""
+def sample_and_read(p: NeuronParams, x, r_in, valid, zr, zi):
+    """Input sampler, mode update and readout: ``s`` (int64), ``shr_trunc(sum_k Re(c z'), c_shift) +
+    s shift(d, d_exp)`` (before the output stage, unsaturated), ``zr, zi`` and the state saturations."""
     q_in = np.clip(shr_trunc(p.alpha_m * x, p.alpha_shift) + p.beta, 0, p.one)
     s = ((r_in < q_in) & valid).astype(np.int64)
     zr, zi, n_state = rf_step(zr, zi, p.dr, p.di, s[..., None] * p.b_re, s[..., None] * p.b_im)
-    v = shr_trunc((p.c_re * zr - p.c_im * zi).sum(-1), p.c_shift) + s * p.d_term + (0 if p.relu else p.b_out)
-    v, n_out = saturate(v)
+    return s, shr_trunc((p.c_re * zr - p.c_im * zi).sum(-1), p.c_shift) + s * p.d_term, zr, zi, n_state
+
+
+def step_int(p: NeuronParams, x, r_in, r_out, valid, zr, zi):
+    """One integer step, vectorized over leading dimensions: ``x`` (..., n), ``valid`` (..., 1),
+    ``zr, zi`` (..., n, M). Returns ``s, o, zr, zi, state_saturations, output_saturations``."""
+    s, v, zr, zi, n_state = sample_and_read(p, x, r_in, valid, zr, zi)
+    v, n_out = saturate(v + (0 if p.relu else p.b_out))
     g = p.sign * np.maximum(v, 0) + p.b_out if p.relu else v  # relu: the bias comes after the activation
     o = r_out < np.clip(g, 0, p.one)
     return s.astype(bool), o, zr, zi, n_state, n_out
@@ -113,13 +120,18 @@ class SSMNeuron(NodeType):
                     "``o = 1[r2 < clamp(v, 0, 2^P)]``; with relu ``b_out`` is added after the activation: "
                     "``o = 1[r2 < clamp(out_sign max(v, 0) + b_out, 0, 2^P)]``.")
     BINARY_OUT = True
-    ATTRS = ("layer", "n", "n_modes", "prob_bits", "site_in", "site_out", "phi")
+    ATTRS = ("layer", "n", "n_modes", "prob_bits", "site_in", "site_out", "phi", "n_in", "neuron_ids")
     FLOATS = ("alpha", "beta", "lam_re", "lam_im", "b_unit_re", "b_unit_im", "c_re", "c_im", "d", "b_out",
               "out_sign")
     LAVA_RECORDS = ("s_in",)
     FIELDS = (
         I("layer", 0, 4096, "block index"),
         I("n", 1, 2**20, "neurons (H)"),
+        I("n_in", 1, 2**20, "width of the input stream (optional, default n; more after export --prune-silent)",
+          default=lambda v: v["n"]),
+        A("neuron_ids", "int32", ("n",), 0, 2**20 - 1, "increasing: each neuron's index in the unpruned population, "
+          "the input channel it reads and the random numbers it draws (optional, default 0..n-1)",
+          default=lambda v: np.arange(v["n"])),
         I("n_modes", 1, 1024, "complex modes per neuron (N/2)"),
         I("prob_bits", 1, 24, "P: probability 1.0 is 2^P"),
         I("site_in", 0, 2**32 - 1, "RNG site of the input sampler"),
@@ -147,9 +159,30 @@ class SSMNeuron(NodeType):
     def extra_checks(self) -> None:
         if np.any(self.values["out_sign"] == 0):
             self.fail("out_sign", "values must be -1 or 1")
+        ids = self.values["neuron_ids"]
+        if np.any(np.diff(ids) <= 0) or (ids.size and int(ids[-1]) >= self.values["n_in"]):
+            self.fail("neuron_ids", f"must increase and stay below n_in={self.values['n_in']}")
 
     def setup(self) -> None:
         self.p = NeuronParams(self.values)
+
+    @classmethod
+    def width(cls, values, port, side):
+        return int(values.get("n_in", values["n"]) if side == "in" else values["n"])
+
+    def kept_ids(self):
+        """The neurons' indices in the unpruned population, or None when it is whole."""
+        a = self.attrs_view()
+        return None if a.get("n_in", a["n"]) == a["n"] else np.asarray(a["neuron_ids"])
+
+    def own_inputs(self, x):
+        """Each neuron's channel of the input stream ``x`` (..., n_in) -> (..., n)."""
+        ids = self.kept_ids()
+        return x if ids is None else x[..., ids]
+
+    def draw(self, ctx, site: int, t: int | None = None):
+        """The random numbers of ``site`` for these neurons (a pruned neuron keeps its own)."""
+        return ctx.randoms(site, self.n, self.prob_bits, t, ids=self.kept_ids())
 
     # -- integer --
 
@@ -159,10 +192,9 @@ class SSMNeuron(NodeType):
         return np.zeros(shape, dtype), np.zeros(shape, dtype)
 
     def int_step(self, state, inputs, t, ctx):
-        r_in = ctx.randoms(self.site_in, self.n, self.prob_bits, t)
-        r_out = ctx.randoms(self.site_out, self.n, self.prob_bits, t)
+        r_in, r_out = self.draw(ctx, self.site_in, t), self.draw(ctx, self.site_out, t)
         step = step_int_as_float if self.p.float_exact else step_int
-        s, o, zr, zi, n_state, n_out = step(self.p, np.asarray(inputs["in"], np.int64), r_in, r_out,
+        s, o, zr, zi, n_state, n_out = step(self.p, self.own_inputs(np.asarray(inputs["in"], np.int64)), r_in, r_out,
                                             ctx.valid[:, t, None], *state)
         ctx.sat.add(f"{self.name}.state", n_state)
         ctx.sat.add(f"{self.name}.output", n_out)
@@ -174,10 +206,9 @@ class SSMNeuron(NodeType):
     def int_sequence(self, inputs, ctx):
         if not USE_KERNELS:
             return super().int_sequence(inputs, ctx)
-        x = inputs["in"]
-        n, length = self.n, x.shape[1]
-        r_in = ctx.randoms(self.site_in, n, self.prob_bits)
-        r_out = ctx.randoms(self.site_out, n, self.prob_bits)
+        x = self.own_inputs(inputs["in"])
+        length = x.shape[1]
+        r_in, r_out = self.draw(ctx, self.site_in), self.draw(ctx, self.site_out)
         s, o, states, n_state, n_out = kernels.neuron_sequence(self.p, x, r_in=r_in[:, :length], r_out=r_out[:, :length],
                                                                valid=ctx.valid, record_states=ctx.record_states)
         ctx.sat.add(f"{self.name}.state", n_state)
@@ -198,9 +229,9 @@ class SSMNeuron(NodeType):
     def float_step(self, state, inputs, t, ctx):
         f = self.floats
         scale = 2.0 ** -self.prob_bits
-        u_in = ctx.randoms(self.site_in, self.n, self.prob_bits, t) * scale
-        u_out = ctx.randoms(self.site_out, self.n, self.prob_bits, t) * scale
-        s = (u_in < f["alpha"] * inputs["in"] + f["beta"]) & ctx.valid[:, t, None]
+        u_in = self.draw(ctx, self.site_in, t) * scale
+        u_out = self.draw(ctx, self.site_out, t) * scale
+        s = (u_in < f["alpha"] * self.own_inputs(inputs["in"]) + f["beta"]) & ctx.valid[:, t, None]
         lam, b_unit, c = (f[k + "_re"] + 1j * f[k + "_im"] for k in ("lam", "b_unit", "c"))
         if len(state) == 2:  # the compiled step: numpy's arithmetic bit for bit (numerics/kernels.py)
             zr, zi = state
@@ -213,15 +244,24 @@ class SSMNeuron(NodeType):
             zmax = float(max(np.abs(z.real).max(initial=0), np.abs(z.imag).max(initial=0)))
             v = (c * z).sum(-1).real
         ctx.stat_max(self.name, "z_max", zmax)
-        v = v + f["d"] * s
+        q = self.float_probability(v + f["d"] * s, ctx)
+        ctx.stat_probability(self.name, np.clip(q, 0.0, 1.0), t)
+        return {"out": u_out < q}, state, {"s_in": s}
+
+    def float_probability(self, v, ctx):
+        """The output sampler's probability (before its clamp) from the readout ``v = Re(sum c z) + d s``."""
         g = np.maximum(v, 0.0) if self.phi == "relu" else v
-        o = u_out < f["out_sign"] * g + f["b_out"]
-        return {"out": o}, state, {"s_in": s}
+        return self.floats["out_sign"] * g + self.floats["b_out"]
 
     # -- quantization --
 
     @classmethod
     def quantize(cls, q: QuantContext) -> "SSMNeuron":
+        return cls(q.node.name, cls.quantized_values(q, q.node.attrs["prob_bits"]), dict(q.node.floats))
+
+    @classmethod
+    def quantized_values(cls, q: QuantContext, readout_bits: int) -> dict:
+        """The integer fields, with the readout ``Re(sum c z) + d s`` in units ``2^-readout_bits``."""
         node, qc = q.node, q.qc
         f, a = node.floats, node.attrs
         p, hb, layer = a["prob_bits"], qc.headroom_bits, f"layer {a['layer']}"
@@ -245,9 +285,9 @@ class SSMNeuron(NodeType):
         if b_exp < 0:  # fewer state bits than mantissa bits: hold Bbar directly in state units
             b_m, b_exp = np.rint(np.concatenate([b_scaled.real, b_scaled.imag], -1)).astype(np.int64), 0
         m = lam.shape[1]
-        c_scaled = (f["c_re"] + 1j * f["c_im"]) * 2.0 ** (p - z_bits)
+        c_scaled = (f["c_re"] + 1j * f["c_im"]) * 2.0 ** (readout_bits - z_bits)
         c_m, c_shift = per_row_shift(np.concatenate([c_scaled.real, c_scaled.imag], -1), qc.ssm_bits)
-        d_m, d_exp = quantize_mantissa(f["d"] * 2.0 ** p, qc.ssm_bits)
+        d_m, d_exp = quantize_mantissa(f["d"] * 2.0 ** readout_bits, qc.ssm_bits)
         hint = "lower --prob-bits or retrain with smaller values"
         values = dict(
             a, in_frac_bits=xb, state_frac_bits=z_bits, alpha_m=alpha_m, alpha_shift=alpha_shift,
@@ -255,9 +295,10 @@ class SSMNeuron(NodeType):
             decay_re=decay_re, decay_im=decay_im, b_re=b_m[:, :m], b_im=b_m[:, m:], b_exp=b_exp,
             c_re=c_m[:, :m], c_im=c_m[:, m:], c_shift=c_shift, d=d_m, d_exp=d_exp,
             b_out=round_int(f["b_out"] * 2.0 ** p, "output-sampler bias b_out", layer, hint=hint),
-            out_sign=f["out_sign"].astype(np.int64),
         )
-        return cls(node.name, values, dict(f))
+        if "out_sign" in f:
+            values["out_sign"] = f["out_sign"].astype(np.int64)
+        return values
 
     # -- energy and resources --
 

@@ -19,7 +19,6 @@ from ..errors import UserError
 from ..numerics.fixed import prune_to_density, quantize_weights, synaptic_input
 from .base import A, Activity, I, NodeType, OpCounts, QuantContext, register
 
-STATE_BITS = 24
 #: a sparse synapse multiplies as a dense matrix up to this many weights
 DENSE_LIMIT = 1 << 22
 
@@ -61,7 +60,7 @@ class _Synapse(NodeType):
         if not -24 <= w_exp <= 24:
             raise UserError(f"synapse {node.name}: weight exponent {w_exp} is outside Lava's range [-24, 24] (a trained "
                             "value too large or too small for the chip's fixed-point ranges)")
-        return cls.from_dense(node.name, w_int, w_exp, qc.weight_bits, 0 if fmt_in.binary else STATE_BITS,
+        return cls.from_dense(node.name, w_int, w_exp, qc.weight_bits, 0 if fmt_in.binary else fmt_in.message_bits,
                               dict(node.floats))
 
     def messages(self, act: Activity) -> OpCounts:
@@ -69,12 +68,14 @@ class _Synapse(NodeType):
 
     def ops(self, act: Activity) -> OpCounts:
         """Binary input: one accumulate per arriving spike and non-zero weight of its column;
-        graded input: one multiply-accumulate per stored weight per step."""
-        if self.num_message_bits == 0:
-            x = act.inputs["in"]
-            counts = np.asarray(x, bool).sum(axis=tuple(range(x.ndim - 1)))
-            return OpCounts(ac=float((counts * self.fanout()).sum()))
-        return OpCounts(graded_synops=act.steps * self.stored())
+        graded input: one multiply-accumulate per stored weight per step, or per arriving message and
+        non-zero weight when the source sends only non-zero values (``EVENT_DRIVEN``: its events are
+        in ``act.inputs``)."""
+        x = act.inputs["in"] if self.num_message_bits == 0 else act.inputs.get("in")
+        if x is None:
+            return OpCounts(graded_synops=act.steps * self.stored())
+        events = float((np.asarray(x, bool).sum(axis=tuple(range(x.ndim - 1))) * self.fanout()).sum())
+        return OpCounts(ac=events) if self.num_message_bits == 0 else OpCounts(graded_synops=events)
 
     def dense_ops(self, steps: float) -> OpCounts:
         return OpCounts(graded_synops=steps * self.n_in * self.n_out)

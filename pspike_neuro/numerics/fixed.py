@@ -7,6 +7,7 @@ these. Arithmetic is int64 throughout; every function is vectorized.
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import lru_cache
 
 import numpy as np
 from scipy import sparse
@@ -165,16 +166,44 @@ def quantize_mantissa(values, bits: int) -> tuple[np.ndarray, int]:
     return m.astype(np.int64), exp
 
 
-def quantize_decay(lam, decay_bits: int = DECAY_BITS) -> tuple[np.ndarray, np.ndarray]:
-    """Complex decays as ``decay_bits`` fractions (4096 = 1.0 for 12 bits), nearest rounding."""
+def quantize_decay(lam, decay_bits: int = DECAY_BITS, stable: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Complex decays as ``decay_bits`` fractions (4096 = 1.0 for 12 bits), nearest rounding.
+
+    A decay that rounds onto or outside the unit circle is refused, or with ``stable`` moved to the
+    nearest of its four neighbouring grid points (floor or ceil of each part) inside the circle; the
+    one rounded toward zero always is when ``|lam| < 1``."""
     lam = np.asarray(lam, np.complex128)
     one = 1 << decay_bits
     re = np.rint(lam.real * one).astype(np.int64)
     im = np.rint(lam.imag * one).astype(np.int64)
+    if stable:
+        re, im = _inside_unit_circle(lam * one, re, im, one)
     unstable = np.count_nonzero(re.astype(np.float64) ** 2 + im.astype(np.float64) ** 2 >= one * one)
     if unstable:
         raise ValueError(f"{unstable} SSM mode(s) have |decay| >= 1 after rounding to {decay_bits} bits "
                          "and would grow without bound")
+    return re, im
+
+
+def _inside_unit_circle(scaled, re, im, one: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rounded decays ``re + i im`` of ``scaled`` (decays times ``one``), those on or outside the circle of
+    radius ``one`` replaced by the nearest floor/ceil neighbour inside it (left as they are if none is)."""
+    outside = re.astype(np.float64) ** 2 + im.astype(np.float64) ** 2 >= float(one) ** 2
+    if not outside.any():
+        return re, im
+    re, im = re.copy(), im.copy()
+    best = np.full(re.shape, np.inf)
+    target_re, target_im = scaled.real[outside], scaled.imag[outside]
+    pick_re, pick_im = re[outside], im[outside]
+    cost = best[outside]
+    for cand_re in (np.floor(target_re), np.ceil(target_re)):
+        for cand_im in (np.floor(target_im), np.ceil(target_im)):
+            inside = cand_re ** 2 + cand_im ** 2 < float(one) ** 2
+            dist = (cand_re - target_re) ** 2 + (cand_im - target_im) ** 2
+            better = inside & (dist < cost)
+            pick_re, pick_im, cost = (np.where(better, cand_re, pick_re), np.where(better, cand_im, pick_im),
+                                      np.where(better, dist, cost))
+    re[outside], im[outside] = pick_re.astype(np.int64), pick_im.astype(np.int64)
     return re, im
 
 
@@ -265,3 +294,45 @@ def prune_to_density(w: np.ndarray, density: float) -> np.ndarray:
         idx = np.argpartition(np.abs(w).ravel(), w.size - keep)[w.size - keep:]
         out.ravel()[idx] = w.ravel()[idx]
     return out
+
+
+#: GELU by table (docs/numerics.md §7): knots every 2^-GELU_GRID_BITS on [-GELU_RANGE, GELU_RANGE]
+GELU_GRID_BITS = 6
+GELU_RANGE = 6
+
+
+def gelu_float(x):
+    """``x Phi(x)`` (the exact, erf-based GELU), float64."""
+    from scipy.special import erf
+
+    x = np.asarray(x, np.float64)
+    return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
+
+
+@lru_cache(maxsize=None)
+def gelu_table(frac_bits: int) -> tuple[np.ndarray, int]:
+    """The knots of :func:`gelu_fixed` in units ``2^-frac_bits`` and the knot spacing as a shift:
+    ``T[i] = rint(gelu(x_i) 2^frac_bits)`` at ``x_i = -GELU_RANGE + i 2^-g``, ``g = min(frac_bits,
+    GELU_GRID_BITS)``, spacing ``2^(frac_bits - g)`` units."""
+    g = min(frac_bits, GELU_GRID_BITS)
+    x = np.arange(-GELU_RANGE << g, (GELU_RANGE << g) + 1) / float(1 << g)
+    table = np.rint(gelu_float(x) * 2.0 ** frac_bits).astype(np.int64)
+    table.flags.writeable = False
+    return table, frac_bits - g
+
+
+def gelu_fixed(v, frac_bits: int) -> np.ndarray:
+    """GELU of integers ``v`` in units ``2^-frac_bits``, same units: 0 below ``-GELU_RANGE``, ``v`` from
+    ``GELU_RANGE`` on, between them linear interpolation of the table (floor shift)::
+
+        u = v + GELU_RANGE 2^F,  i = u >> s,  r = u - (i << s),  g = T[i] + ((T[i+1] - T[i]) r) >> s
+    """
+    v = np.asarray(v, np.int64)
+    table, s = gelu_table(int(frac_bits))
+    lo, hi = -GELU_RANGE << frac_bits, GELU_RANGE << frac_bits
+    u = np.clip(v, lo, hi) - lo
+    i = np.right_shift(u, s)
+    rest = u - np.left_shift(i, s)
+    nxt = np.minimum(i + 1, len(table) - 1)
+    g = table[i] + np.right_shift((table[nxt] - table[i]) * rest, s)
+    return np.where(v >= hi, v, np.where(v <= lo, 0, g))

@@ -280,53 +280,6 @@ def fuse(node, x, a):
     return out.reshape(shape), int(sat.sum())
 
 
-def _max_abs(a, partial):
-    """``partial[c]`` = max |a| over chunk ``c`` of the flat array (NaN if the chunk holds one)."""
-    chunks = partial.shape[0]
-    size = a.shape[0]
-    step = (size + chunks - 1) // chunks
-    for c in numba.prange(chunks):
-        m = 0.0
-        for i in range(c * step, min(size, (c + 1) * step)):
-            v = abs(a[i])
-            if v > m:
-                m = v
-            elif v != v:
-                m = v
-                break
-        partial[c] = m
-
-
-def _add_rows_where(z, rows, mask):
-    """``z[b, h, :] += rows[h, :]`` where ``mask[b, h]`` (element-wise IEEE adds, as numpy's)."""
-    batch, n, width = z.shape
-    for b in numba.prange(batch):
-        for h in range(n):
-            if mask[b, h]:
-                for k in range(width):
-                    z[b, h, k] += rows[h, k]
-
-
-_compiled_max_abs = numba.njit(parallel=True, cache=True, nogil=True)(_max_abs) if AVAILABLE else None
-_compiled_add_rows = numba.njit(parallel=True, cache=True, nogil=True)(_add_rows_where) if AVAILABLE else None
-
-
-def max_abs(a: np.ndarray) -> float:
-    """``float(np.abs(a).max(initial=0))`` of a float64 array, in one parallel pass (exact: a maximum)."""
-    flat = np.ascontiguousarray(a, np.float64).reshape(-1)
-    if flat.size < 65536 or not AVAILABLE:
-        return float(np.abs(flat).max(initial=0))
-    partial = np.zeros(8, np.float64)
-    _compiled_max_abs(flat, partial)
-    return float(np.nan if np.isnan(partial).any() else partial.max())
-
-
-def add_rows_where(z: np.ndarray, rows: np.ndarray, mask: np.ndarray) -> None:
-    """In place ``z[mask] += rows`` broadcast over the batch: ``z`` (B, H, W) and ``rows`` (H, W)
-    float64 (complex arrays through their float64 views), ``mask`` (B, H) bool."""
-    _compiled_add_rows(z, np.ascontiguousarray(rows), np.ascontiguousarray(mask))
-
-
 # --- calibration: one step of the float SSM population, bit for bit as numpy computes it ----------
 #
 # ``quant.fold.float_forward`` computes, per step, ``z = lam * z (+ b where s)``, the maximum of |Re z|,

@@ -30,7 +30,10 @@ class QuantConfig:
     headroom_bits: int = 1      # calibrated maxima get this many spare bits
     calib_samples: int = 256
     density: float | None = None  # magnitude-prune each mixer to this fraction of non-zeros
+    prune_silent: float | None = None  # remove neurons whose mean output probability is below this (quant/prune.py)
     seed: int = 0
+    stable_decays: bool = False   # C-SiLIF: decays that round onto |lambda| >= 1 move inside instead of refusing
+    gelu: str = "none"            # "table": a P-SpikeSSM's GELUs deploy as the table of docs/numerics.md §7
 
     def __post_init__(self):
         if not 1 <= self.weight_bits <= 8:
@@ -42,18 +45,26 @@ class QuantConfig:
                 raise UserError(f"{name} must be in 2..16, got {getattr(self, name)}")
         if self.density is not None and not 0 < self.density <= 1:
             raise UserError(f"--density must be in (0, 1], got {self.density}")
+        if self.prune_silent is not None:
+            from .prune import check_threshold
+
+            check_threshold(self.prune_silent)
         if self.calib_samples < 1:
             raise UserError(f"--calib-samples must be at least 1, got {self.calib_samples}")
+        if self.gelu not in ("none", "table"):
+            raise UserError(f"--gelu must be none or table, got {self.gelu!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
 
-def calibrate(graph: Netlist, x, qc: QuantConfig, lengths=None) -> dict:
-    """Per node, the statistics its float step records on calibration inputs ``x`` (raw inputs)."""
+def calibrate(graph: Netlist, x, qc: QuantConfig, lengths=None, probabilities: dict | None = None) -> dict:
+    """Per node, the statistics its float step records on calibration inputs ``x`` (raw inputs);
+    ``probabilities``, if a dict, receives every spiking node's per-neuron output probabilities (mean,
+    min, max: what ``--prune-silent`` reads)."""
     stats: dict = {}
-    run(graph, x, integer=False, seed=qc.seed, lengths=lengths, stats=stats)
+    run(graph, x, integer=False, seed=qc.seed, lengths=lengths, stats=stats, prob_stats=probabilities)
     return stats
 
 

@@ -40,13 +40,14 @@ def check_int32_sums(netlist: Netlist) -> None:
     """Refuse a netlist whose synaptic sums could exceed Lava's int32 synapse output ports.
 
     Lava's bit-accurate Dense/Sparse send ``a_out`` as int32, so a larger sum would wrap silently.
-    Worst cases: every binary input active, every graded input at 2^23 - 1.
+    Worst cases: every binary input active, every graded input at its largest message (2^23 - 1 for
+    24-bit messages).
     """
     for name, node in netlist.nodes.items():
         if node.TYPE.ROLE != "synapse":
             continue
         w = np.abs(node.to_dense())
-        peak = 1 if node.num_message_bits == 0 else 2**23 - 1
+        peak = 1 if node.num_message_bits == 0 else 2 ** (node.num_message_bits - 1) - 1
         worst = int(shift(np.array([int(w.sum(axis=1).max(initial=0)) * peak]), node.weight_exp)[0])
         if worst > INT32_MAX:
             raise UserError(f"synapse {name}: its sums can reach {worst}, beyond the int32 output of Lava's "

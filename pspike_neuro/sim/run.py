@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..data import load_task
 from ..data.inputs import load_inputs_file
 from ..errors import UserError
@@ -61,17 +62,38 @@ def load_inputs(netlist: Netlist, task_name: str | None, samples: int | None, da
 
 
 def run_backend(netlist: Netlist, x, seed: int, lengths, backend: str, precision: str = "fixed",
-                progress: bool = True) -> RunResult:
+                progress: bool = True, sample_ids=None) -> RunResult:
+    """Run ``x`` on one backend; ``sample_ids`` key the random numbers (default 0..B-1: the first
+    samples of the inputs)."""
     if backend not in BACKENDS:
         raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if precision not in PRECISIONS:
         raise UserError(f"--precision must be fixed or float, got {precision!r}")
     if backend == "reference":
-        return simulate(netlist, x, seed=seed, lengths=lengths, integer=precision == "fixed")
+        return simulate(netlist, x, seed=seed, samples=sample_ids, lengths=lengths, integer=precision == "fixed")
     from .lava_backend import run_lava
 
     with tqdm(total=len(x), desc="lava", unit="sample", disable=not progress or None) as bar:
-        return run_lava(netlist, x, None, seed, lengths=lengths, tag=PRECISIONS[precision], progress=bar.update)
+        return run_lava(netlist, x, sample_ids, seed, lengths=lengths, tag=PRECISIONS[precision], progress=bar.update)
+
+
+#: samples in a block of float arithmetic (numpy's and torch's sums may round differently with the
+#: batch size); sharded runs cut the samples into these blocks, so every block is computed as in one process
+FLOAT_BLOCK = 64
+
+
+def run_sharded(netlist: Netlist, x, seed: int, lengths, backend: str, precision: str = "fixed",
+                progress: bool = True) -> RunResult | None:
+    """:func:`run_backend` on this rank's share of the samples (each keeps its index as its sample id),
+    gathered on rank 0 as one run (None on the other ranks); in one process, the whole run. The integer
+    network is computed sample by sample, so any split gives its bits; the float one in whole blocks."""
+    part = distributed.shard(len(x), 1 if precision == "fixed" else FLOAT_BLOCK)
+    mine = None
+    if len(part):
+        cut = slice(part.start, part.stop)
+        mine = run_backend(netlist, x[cut], seed, None if lengths is None else lengths[cut], backend, precision,
+                           progress, sample_ids=np.arange(part.start, part.stop))
+    return distributed.gather_run(mine)
 
 
 def summarize(result: RunResult, labels, wall_s: float) -> dict:
@@ -123,7 +145,9 @@ def simulate_command(netlist: Netlist, *, backend: str, task: str | None, sample
                                            default_cap=LAVA_DEFAULT_SAMPLES if backend == "lava" else None)
     seed = int(netlist.meta["seed"]) if seed is None else seed
     start = time.perf_counter()
-    result = run_backend(netlist, x, seed, lengths, backend, precision, progress)
+    result = run_sharded(netlist, x, seed, lengths, backend, precision, progress)
+    if result is None:  # another rank than 0 under torchrun: rank 0 summarizes and writes
+        return None
     summary = summarize(result, labels, time.perf_counter() - start)
     summary.update(task=name, backend=backend, precision=precision, seed=seed)
     if out:

@@ -11,7 +11,7 @@ from pspike_neuro.export.build import build_netlist
 from pspike_neuro.export.checkpoint import load_checkpoint
 from pspike_neuro.export.hdf5 import read_netlist
 from pspike_neuro.models import ModelConfig
-from pspike_neuro.numerics.rng import CounterNoise
+from pspike_neuro.numerics.rng import CounterNoise, uniform_int
 from pspike_neuro.quant.quantize import QuantConfig
 from pspike_neuro.sim.reference import simulate
 from pspike_neuro.training import TrainConfig, train
@@ -31,6 +31,16 @@ def test_same_seed_same_spikes_and_logits_other_seed_other_spikes(robust_net):
         assert (a.spikes_out[l] != c.spikes_out[l]).mean() > 0.05
     np.testing.assert_array_equal(a.logits, b.logits)
     assert a.saturation == b.saturation
+    # the spikes are a function of the seed and nothing else: block 0's input sampler, recomputed from its
+    # input messages and the counter-based draws (docs/numerics.md §3 step 1, docs/rng.md), for either seed
+    v = net.nodes["neuron0"].values
+    for seed, run in ((7, a), (8, c)):
+        scaled = v["alpha_m"].astype(np.int64) * run.outputs["input"]
+        q_in = np.clip(np.sign(scaled) * (np.abs(scaled) >> v["alpha_shift"]) + v["beta"], 0, 2**16)
+        b_, t_, h_ = np.ix_(np.arange(6), np.arange(64), np.arange(8))
+        r = uniform_int(seed, v["site_in"], h_, t_, 16, sample=b_)
+        assert v["site_in"] == 0 and 0 < run.spikes_in[0].mean() < 1
+        np.testing.assert_array_equal(run.spikes_in[0], r < q_in)
 
 
 def test_samples_do_not_depend_on_their_batch(robust_net):

@@ -72,35 +72,47 @@ def _mutate_float(f, value):
     g.create_dataset(key, data=arr)
 
 
+#: a float parameter set to NaN or infinity (the first one in name order, neuron0's alpha) is named
+FLOAT_ALPHA = r"node neuron0 \(SSMNeuron\): field float/alpha: NaN or infinite values$"
+
 MUTATIONS = {
-    "extra node": (lambda f: f["nodes"].copy(f["nodes/neuron1"], "neuron9"), "needs exactly|not connected"),
-    "missing node": (lambda f: f["nodes"].__delitem__("fuse0"), "no node named fuse0"),
+    "extra node": (lambda f: f["nodes"].copy(f["nodes/neuron1"], "neuron9"), r"node neuron9: input port in is not connected$"),
+    "missing node": (lambda f: f["nodes"].__delitem__("fuse0"), r"edge input->fuse0: no node named fuse0$"),
     "edge to nowhere": (lambda f: _set_edges(f, _edges(f) + [["neuron0", "ghost", "out", "in"]]),
-                        "no node named ghost"),
+                        r"edge neuron0->ghost: no node named ghost$"),
     "unknown port": (lambda f: _set_edges(f, [[a, b, p, "sideways" if b == "readout" else q]
-                                              for a, b, p, q in _edges(f)]), "no input port 'sideways'"),
+                                              for a, b, p, q in _edges(f)]),
+                     r"edge readout_synapse->readout: ReadoutIntegrator readout has no input port 'sideways'$"),
     "port fed twice": (lambda f: _set_edges(f, _edges(f) + [["input", "fuse1", "out", "residual"]]),
-                       "fuse1: input port residual is fed by more than one edge"),
-    "NaN float": (lambda f: _mutate_float(f, np.nan), "NaN or infinite"),
-    "infinite float": (lambda f: _mutate_float(f, np.inf), "NaN or infinite"),
-    "int attr as string": (lambda f: f["nodes/neuron0"].attrs.__setitem__("n_modes", "two"), "n_modes"),
-    "bool as int": (lambda f: f["nodes/fuse0"].attrs.__setitem__("residual", 3), "residual"),
-    "negative size": (lambda f: f["nodes/neuron0"].attrs.__setitem__("n", -8), "field"),
-    "out of range shift": (lambda f: f["nodes/mixer0"].attrs.__setitem__("weight_exp", 99), "weight_exp"),
-    "decay of 1": (lambda f: f["nodes/neuron0/decay_re"].__setitem__((0, 0), 4096), "decay_re"),
-    "weight off the grid": (lambda f: f["nodes/readout_synapse/weights"].__setitem__((0, 0), 300), "weights"),
+                       r"node fuse1: input port residual is fed by more than one edge$"),
+    "NaN float": (lambda f: _mutate_float(f, np.nan), FLOAT_ALPHA),
+    "infinite float": (lambda f: _mutate_float(f, np.inf), FLOAT_ALPHA),
+    "int attr as string": (lambda f: f["nodes/neuron0"].attrs.__setitem__("n_modes", "two"),
+                           r"node neuron0 \(SSMNeuron\): field n_modes: expected an integer, got str$"),
+    "bool as int": (lambda f: f["nodes/fuse0"].attrs.__setitem__("residual", 3),
+                    r"node fuse0 \(ClampFuse\): field residual: expected a boolean, got int$"),
+    "negative size": (lambda f: f["nodes/neuron0"].attrs.__setitem__("n", -8),
+                      r"node neuron0 \(SSMNeuron\): field n: value -8 outside \[1, 1048576\]$"),
+    "out of range shift": (lambda f: f["nodes/mixer0"].attrs.__setitem__("weight_exp", 99),
+                           r"node mixer0 \(SparseSynapse\): field weight_exp: value 99 outside \[-24, 24\]$"),
+    "decay of 1": (lambda f: f["nodes/neuron0/decay_re"].__setitem__((0, 0), 4096),
+                   r"node neuron0 \(SSMNeuron\): field decay_re: values outside \[-4095, 4095\] \(min -?\d+, max 4096\)$"),
+    "weight off the grid": (lambda f: f["nodes/readout_synapse/weights"].__setitem__((0, 0), 300),
+                            r"node readout_synapse \(DenseSynapse\): field weights: values outside \[-256, 255\] "
+                            r"\(min -?\d+, max 300\)$"),
     "huge declared dataset": (lambda f: f["nodes/neuron0/float"].create_dataset(
         "bomb", shape=(MAX_ELEMENTS + 1,), dtype=np.float64, chunks=(1 << 20,), compression="gzip"),
-        "declares .* elements"),
+        r"node neuron0: float/bomb declares 134217729 elements \(limit 134217728\)$"),
     "external link": (lambda f: (f["nodes/neuron0"].__delitem__("c_re"),
                                  f["nodes/neuron0"].__setitem__("c_re", h5py.ExternalLink("/dev/zero", "x")))[0],
-                      "ExternalLink"),
-    "soft link": (lambda f: f["nodes"].__setitem__("alias", h5py.SoftLink("/nodes/neuron0")), "SoftLink"),
+                      r"/nodes/neuron0/c_re is a ExternalLink; a netlist holds no links$"),
+    "soft link": (lambda f: f["nodes"].__setitem__("alias", h5py.SoftLink("/nodes/neuron0")),
+                  r"/nodes/alias is a SoftLink; a netlist holds no links$"),
     "edges not a group": (lambda f: (f.__delitem__("edges"), f.create_dataset("edges", data=[1]))[0],
-                          "no /edges group"),
+                          r": no /edges group$"),
     "array shape": (lambda f: (f["nodes/neuron0"].__delitem__("beta"),
                                f["nodes/neuron0"].create_dataset("beta", data=np.zeros(3, np.int32)))[0],
-                    "shape"),
+                    r"node neuron0 \(SSMNeuron\): field beta: shape \(3,\), expected \(8,\)$"),
 }
 
 
@@ -112,7 +124,7 @@ def test_structural_damage_is_named(robust_net, tmp_path, name):
         mutate(f)
     with Watchdog(), pytest.raises(UserError, match=message) as info:
         read_netlist(path)
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and str(info.value).startswith(f"netlist {path}: ")
 
 
 @pytest.mark.parametrize("name", ["port fed twice", "huge declared dataset", "external link"])

@@ -6,6 +6,7 @@ runs in an isolated child, so even a libhdf5 crash is one line. The file that cr
 
 import hashlib
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pspike_neuro import isolate
 from pspike_neuro.errors import UserError
 from pspike_neuro.export.hdf5 import USERBLOCK_BYTES, read_netlist, seal
 from pspike_neuro.filekind import NETLIST_MAGIC
@@ -55,12 +57,20 @@ def mutate(raw: bytes, kind: str, rng: np.random.Generator, lo: int = 0) -> byte
     return bytes(out[:start]) + bytes(out[start + length:])
 
 
-def _outcome(path: Path, original: str) -> str:
+#: what the checks before libhdf5 say: the integrity header (digest, length, the header itself) and, where the
+#: damage hit the header's first line, what kind of file it now looks like
+BEFORE_PARSING = re.compile(r"its bytes do not match the sha256 written with them|its integrity header is damaged|"
+                            r"\d+ bytes after the header, the header says \d+|, not a pspike-neuro netlist$|"
+                            r"was written by an older pspike-neuro, without the integrity header")
+
+
+def _outcome(path: Path, original: str, before_parsing: bool = False) -> str:
     try:
         net = read_netlist(path)
     except UserError as exc:
         message = str(exc)
         assert "\n" not in message and message.startswith(f"netlist {path}: "), message
+        assert not before_parsing or BEFORE_PARSING.search(message), message
         return "refused"
     assert net.content_sha256() == original
     return "read"
@@ -75,32 +85,40 @@ def test_plain_damage_is_refused_before_hdf5_parses(robust_net, tmp_path, kind):
     rng = np.random.default_rng(17 + KINDS.index(kind))
     path = tmp_path / "damaged.net"
     outcomes = {"refused": 0, "read": 0}
+    changed = 0
     with Watchdog():
         for _ in range(PLAIN_FILES_PER_KIND):
             damaged = mutate(raw, kind, rng)
+            changed += damaged != raw
             path.write_bytes(damaged)
-            outcome = _outcome(path, original)
+            outcome = _outcome(path, original, before_parsing=True)
             outcomes[outcome] += 1
             if outcome == "read":
                 assert damaged == raw  # nothing readable differs from the original file
-    assert outcomes["refused"] >= PLAIN_FILES_PER_KIND * 0.95
+    # exactly the files with a changed byte are refused, the unchanged ones read (few: a range zeroed over zeros)
+    assert outcomes == {"refused": changed, "read": PLAIN_FILES_PER_KIND - changed}
+    assert changed >= PLAIN_FILES_PER_KIND * 0.95
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_crafted_files_with_a_matching_digest_never_crash_the_reader(robust_net, tmp_path, kind):
+def test_crafted_files_with_a_matching_digest_never_crash_the_reader(robust_net, tmp_path, kind, monkeypatch):
     """60 damaged files per kind, each sealed again so that it passes the integrity check and reaches
-    libhdf5: every one is one line or the original network; none kills or hangs the process."""
+    libhdf5: every one is one line or the original network; none kills or hangs the process. libhdf5 does
+    hang on some crafted files (11 of 2,000 in the long campaign, docs/benchmarks.md §6; one of the 60
+    zeroed ranges here): the child's time limit is cut to 5 s so that such a file is the one-line
+    "took longer" refusal well inside the watchdog of each file."""
+    monkeypatch.setattr(isolate, "DEFAULT_TIMEOUT_S", 5.0)
     raw = robust_net.read_bytes()
     original = read_netlist(robust_net).content_sha256()
     rng = np.random.default_rng(101 + KINDS.index(kind))
     path = tmp_path / "crafted.net"
     seen = set()
-    with Watchdog():
-        for _ in range(CRAFTED_FILES_PER_KIND):
-            path.write_bytes(mutate(raw, kind, rng, lo=USERBLOCK_BYTES))
-            seal(path)
+    for _ in range(CRAFTED_FILES_PER_KIND):
+        path.write_bytes(mutate(raw, kind, rng, lo=USERBLOCK_BYTES))
+        seal(path)
+        with Watchdog():
             outcome = _outcome(path, original)
-            seen.add(outcome)
+        seen.add(outcome)
     assert "refused" in seen
 
 

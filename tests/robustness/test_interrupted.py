@@ -9,6 +9,8 @@ import sys
 import textwrap
 import time
 
+import numpy as np
+
 from pspike_neuro.cli import main
 
 from .conftest import run_cli
@@ -126,6 +128,18 @@ def test_second_simulation_into_a_folder_replaces_the_first(robust_net, tmp_path
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seed"] == 2 and summary["samples"] == 5
     assert sorted(p.name for p in out.iterdir()) == ["activity.npz", "summary.json"]
+    # both files are the second run's: its spikes (a run of seed 2 elsewhere), not the first's
+    runs = {}
+    for seed in (1, 2):
+        assert main(["simulate", str(robust_net), "--samples", "5", "--seed", str(seed), "--out", str(tmp_path / str(seed))]) == 0
+        runs[seed] = np.load(tmp_path / str(seed) / "activity.npz")
+    capsys.readouterr()
+    kept = np.load(out / "activity.npz")
+    assert sorted(kept.files) == sorted(runs[2].files)
+    for key in kept.files:
+        np.testing.assert_array_equal(kept[key], runs[2][key], err_msg=key)
+    assert not np.array_equal(kept["layer0_input_spikes"], runs[1]["layer0_input_spikes"])
+    assert summary["layers"] == json.loads((tmp_path / "2" / "summary.json").read_text())["layers"]
 
 
 def test_interrupted_training_keeps_the_previous_checkpoint(tmp_path, monkeypatch, capsys):

@@ -1,12 +1,15 @@
 """Numerical faults: each is refused with its reason, or detected, counted and reported."""
 
+import copy
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
 
 from pspike_neuro.cli import main
+from pspike_neuro.data import load_task
 from pspike_neuro.errors import UserError
 from pspike_neuro.export.checkpoint import save_checkpoint
 from pspike_neuro.export.hdf5 import read_netlist
@@ -16,6 +19,7 @@ from pspike_neuro.nodes.ssm_neuron import NeuronParams, step_int
 from pspike_neuro.sim.reference import simulate
 
 from ..conftest import trained_like
+from ..test_quant import _state_saturations
 
 
 def _export_error(tmp_path, capsys, model, task="sdigits", *flags):
@@ -39,7 +43,11 @@ def test_probability_bits_that_push_offsets_past_24_bits_are_refused(tmp_path, c
     with torch.no_grad():
         model.blocks[0].b_in.fill_(20.0)
     code, err = _export_error(tmp_path, capsys, model, "sdigits", "--prob-bits", "22")
-    assert code == 2 and "overflows 24 bits" in err and "--prob-bits" in err
+    # 20 * 2^22 is about 8.4e7, beyond 2^23 - 1: the input-sampler offset beta, named with its layer and the flag
+    assert code == 2 and len(err.splitlines()) == 1
+    assert re.search(r"layer 0: input-sampler offset beta overflows 24 bits after scaling \(max 8\.\d+e\+07\); "
+                     r"lower --prob-bits or retrain with smaller values$", err), err
+    assert not (tmp_path / "m.net").exists()
 
 
 def test_a_silif_adaptation_that_does_not_fit_is_refused(tmp_path, capsys):
@@ -57,19 +65,69 @@ def test_weight_bits_outside_lavas_range_are_refused(small_checkpoint, tmp_path,
         assert "--weight-bits must be in 1..8" in capsys.readouterr().err
 
 
+LIMIT = 2**23 - 1
+
+
+def _shift(a, e):
+    """docs/numerics.md §1: ``a << e``, or an arithmetic (floor) right shift for a negative ``e``."""
+    return a * 2**e if e >= 0 else a >> -e
+
+
+def _fuse_by_hand(node, x, mixer, spikes):
+    """A SpikeMixer and its ClampFuse (docs/numerics.md §3 steps 4-5) in numpy: the outputs and the number
+    of values ``sat(., 24)`` clipped."""
+    v = node.values
+    m = _shift(spikes.astype(np.int64) @ mixer.to_dense().T, mixer.weight_exp) + v["bias"]
+    m = np.maximum(m, 0) if v["psi"] == "relu" else m
+    scaled = v["post_scale_m"].astype(np.int64) * (x + m if v["residual"] else m)
+    pre = np.sign(scaled) * (np.abs(scaled) >> v["post_shift"]) + v["post_offset"]
+    return np.clip(pre, -LIMIT, LIMIT), int(np.count_nonzero(np.abs(pre) > LIMIT))
+
+
+def _readout_by_hand(net, x):
+    """The readout synapse and ReadoutIntegrator (``acc = sat(acc + a + bias)`` every step) in numpy: the
+    final accumulators and the number of steps and classes that saturated."""
+    syn, bias = net.nodes["readout_synapse"], net.nodes["readout"].bias.astype(np.int64)
+    a = _shift(x.astype(np.int64) @ syn.to_dense().T, syn.weight_exp)
+    acc, clipped = np.zeros(a.shape[:1] + a.shape[2:], np.int64), 0
+    for t in range(a.shape[1]):
+        total = acc + a[:, t] + bias
+        clipped += int(np.count_nonzero(np.abs(total) > LIMIT))
+        acc = np.clip(total, -LIMIT, LIMIT)
+    return acc, clipped
+
+
+def _check_saturation_by_hand(net, result):
+    """Every saturation count of a P-SpikeSSM run (2 blocks) equals one recomputed from its recorded spikes
+    and messages with the equations of docs/numerics.md; returns the counts."""
+    out, sat = result.outputs, result.saturation
+    for l in range(2):
+        fused, clipped = _fuse_by_hand(net.nodes[f"fuse{l}"], out["input" if l == 0 else "fuse0"], net.nodes[f"mixer{l}"],
+                                       out[f"neuron{l}"])
+        np.testing.assert_array_equal(out[f"fuse{l}"], fused)
+        assert sat[f"fuse{l}.out"] == clipped
+        assert sat[f"neuron{l}.state"] == _state_saturations(net.nodes[f"neuron{l}"], result.records[f"neuron{l}"]["s_in"])
+    acc, clipped = _readout_by_hand(net, out["fuse1"])
+    np.testing.assert_array_equal(result.logits, acc)   # saturated, never wrapped
+    assert sat["readout.acc"] == clipped
+    return sat
+
+
 def test_saturating_states_are_counted_and_reported(robust_net, capsys):
-    """Inputs 50x larger than calibration saturate states and readout: counted per place, in the JSON."""
+    """Inputs 50x larger than calibration saturate the input messages, both residual joins and the readout
+    accumulator; the SSM states and outputs do not (the input samplers clamp their probabilities, so a state
+    sees at most one spike per step). Every count equals one recomputed here from docs/numerics.md."""
     net = read_netlist(robust_net)
-    x = torch.full((2, 64, 1), 50.0)
-    result = simulate(net, np.asarray(x), seed=0)
-    assert sum(result.saturation.values()) > 0
-    assert set(result.saturation) >= {"input.out", "neuron0.state", "neuron0.output", "readout.acc"}
+    x = np.concatenate([np.full((1, 64, 1), 50.0), np.full((1, 64, 1), -50.0)])   # both signs
+    result = simulate(net, x, seed=0)
+    sat = _check_saturation_by_hand(net, result)
     enc = net.nodes["input"]   # the messages beyond 24 bits, counted independently from the encoder
-    x0 = 50.0 * enc.floats["encoder_weight"][:, 0] + enc.floats["encoder_bias"]
-    assert result.saturation["input.out"] == 2 * 64 * int((np.abs(np.rint(x0 * 2.0 ** enc.frac_bits)) > 2**23 - 1).sum())
-    assert result.saturation["input.out"] > 0
-    normal = simulate(net, np.asarray(torch.rand(2, 64, 1)), seed=0)
-    assert sum(normal.saturation.values()) < sum(result.saturation.values())
+    x0 = np.array([[50.0], [-50.0]]) * enc.floats["encoder_weight"][:, 0] + enc.floats["encoder_bias"]
+    assert sat["input.out"] == 64 * int((np.abs(np.rint(x0 * 2.0 ** enc.frac_bits)) > 2**23 - 1).sum()) > 0
+    assert min(sat["fuse0.out"], sat["fuse1.out"], sat["readout.acc"]) > 0
+    assert sat["neuron0.state"] == sat["neuron0.output"] == sat["neuron1.state"] == sat["neuron1.output"] == 0
+    normal = simulate(net, np.asarray(torch.rand(2, 64, 1)), seed=0)   # inputs in the calibration range
+    assert _check_saturation_by_hand(net, normal) == dict.fromkeys(sat, 0)
 
 
 def test_probabilities_outside_zero_one_are_clamped_by_the_sampler():
@@ -100,12 +158,14 @@ def test_bad_inputs_are_refused(robust_net, x, message):
 
 
 def test_very_long_inputs_run_and_report(robust_net):
+    """5,000 steps (calibrated on 64): the readout accumulator runs into its 24-bit limit and stays there
+    (saturated, never wrapped), and every saturation is counted, as recomputed from docs/numerics.md."""
     net = read_netlist(robust_net)
-    x = torch.rand(1, 5000, 1)
+    x = torch.rand(1, 5000, 1, generator=torch.Generator().manual_seed(0))
     result = simulate(net, np.asarray(x), seed=1)
     assert result.spikes_out[0].shape == (1, 5000, 8)
-    assert np.all(np.abs(result.logits) <= 2**23 - 1)   # 24-bit accumulators: saturated, not wrapped
-    assert isinstance(result.saturation["readout.acc"], int)
+    sat = _check_saturation_by_hand(net, result)
+    assert sat["readout.acc"] > 1000 and np.abs(result.logits).max() == LIMIT
 
 
 def test_zero_samples_and_too_many_samples_are_refused(robust_net, capsys):
@@ -118,13 +178,42 @@ def test_sums_beyond_lavas_int32_ports_are_refused(robust_net, capsys):
     from pspike_neuro.sim.lava_backend import check_int32_sums
 
     net = read_netlist(robust_net)
-    net.nodes["readout_synapse"].values["weight_exp"] = 24   # worst-case sum far beyond 2^31
-    with pytest.raises(UserError, match="beyond the int32 output of Lava's synapses"):
+    check_int32_sums(net)   # as exported: fits
+    # the readout synapse's worst case: every graded input at 2^23 - 1 on the row with the largest sum of
+    # |weights|, shifted by weight_exp; the first exponent that takes it past 2^31 - 1 is refused, naming it
+    syn = net.nodes["readout_synapse"]
+    worst = int(np.abs(syn.to_dense()).sum(1).max()) * (2**23 - 1)
+    shifted = {e: worst * 2**e if e >= 0 else worst >> -e for e in range(-24, 25)}
+    first = min(e for e, v in shifted.items() if v > 2**31 - 1)
+    assert syn.weight_exp < first
+    syn.values["weight_exp"] = first - 1
+    check_int32_sums(net)
+    syn.values["weight_exp"] = first
+    with pytest.raises(UserError, match=f"^synapse readout_synapse: its sums can reach {shifted[first]}, beyond the int32 "
+                                        "output of Lava's synapses"):
         check_int32_sums(net)
 
 
+PLACES = ["input.out", "neuron0.state", "neuron0.output", "fuse0.out", "neuron1.state", "neuron1.output", "fuse1.out",
+          "readout.acc"]
+
+
 def test_export_reports_calibration_saturation(small_checkpoint, capsys, tmp_path):
+    """export --json runs the integer network on its calibration samples and reports every place's count:
+    none for the calibrated model; for an encoder scaled by 1e30 (no 24-bit input format holds it) each
+    encoded non-zero pixel saturates all 8 channels of the graded input."""
     assert main(["export", str(small_checkpoint.path), "-o", str(tmp_path / "m.net"), "--calib-samples", "8",
                  "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
+    assert summary["calibration_saturation"] == dict.fromkeys(PLACES, 0) and summary["calibration_saturation_events"] == 0
+    model = copy.deepcopy(small_checkpoint.model)
+    with torch.no_grad():
+        model.encoder.weight.mul_(1e30)
+    save_checkpoint(tmp_path / "huge.pt", model, task="sdigits")
+    assert main(["export", str(tmp_path / "huge.pt"), "-o", str(tmp_path / "huge.net"), "--calib-samples", "8",
+                 "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    pixels = int(np.count_nonzero(load_task("sdigits").train.x[:8].numpy()))
+    assert list(summary["calibration_saturation"]) == PLACES
+    assert summary["calibration_saturation"]["input.out"] == 8 * pixels > 0
     assert summary["calibration_saturation_events"] == sum(summary["calibration_saturation"].values())

@@ -107,7 +107,9 @@ def test_killed_training_never_pairs_a_model_with_other_metrics(tmp_path):
     assert {k: v for k, v in _snapshot(out).items() if not k.startswith(".")} == before
     assert _run_child(KILL_BETWEEN_RENAMES, TRAIN.format(seed=1, out=str(out))) == -signal.SIGKILL
     after = {k: v for k, v in _snapshot(out).items() if not k.startswith(".")}
-    assert sorted(after) == ["model.pt"] and after["model.pt"] != before["model.pt"]
+    # the new model without the old metrics; the killed run's resume.pt stays (it goes once metrics.json is in
+    # place), so --resume can still finish that run
+    assert sorted(after) == ["model.pt", "resume.pt"] and after["model.pt"] != before["model.pt"]
     _train_here(1, out)
     final = _snapshot(out)
     assert sorted(final) == ["metrics.json", "model.pt"]       # temporaries of both killed runs removed

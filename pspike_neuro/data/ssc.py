@@ -1,0 +1,81 @@
+"""``ssc``: the Spiking Speech Commands (Cramer et al., IEEE TNNLS 2022) from local files.
+
+``ssc_train.h5`` and ``ssc_test.h5`` (``ssc_valid.h5`` with ``eval_on_valid=1``; each may be
+gzipped) in ``data_dir``, in SHD's layout: ``/spikes/times`` (ragged, seconds), ``/spikes/units``
+(ragged, cochlea channel 0..699), ``/labels`` (35 classes). Binned as the SiLIF repository bins them
+(its ``dataloaders/spiking_datasets.py`` with the SSC configs), so its trained networks see the
+inputs they were trained on:
+
+* time: edges ``linspace(0, max_time, n_steps)`` (300 edges over 1.2 s, 4.01 ms apart); an event at
+  ``t`` goes to step ``digitize(t, edges)``: ``k`` for ``edges[k-1] <= t < edges[k]``, so step 0
+  takes only ``t < 0`` and is always empty, and an event at or after ``max_time`` (index
+  ``n_steps``) is dropped, as the authors' sparse-to-dense conversion drops it;
+* counts: events of one step and channel are summed, not clipped;
+* channels: 700 channels summed in groups of ``spatial_bin`` (5: 140 inputs).
+
+The inputs are therefore event counts (0, 1, 2, ...), not binary spikes: a network trained on them
+takes counts (``SNNConfig.input_counts``, deployed through ``CountInput``). Memory: the train split
+(75,466 samples) binned at the defaults holds 12.7 GB of float32; ``limit_train`` / ``limit_test``
+keep the first N samples.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from ..isolate import run_isolated
+from .dataset import SeqDataset, TaskData
+from .options import require_int, require_real
+from .spikes import SHD_CHANNELS, SHD_MAX_STEPS, _find, read_event_file
+
+SSC_CLASSES = 35
+SSC_FILE_NAMES = ("ssc_train.h5", "ssc_test.h5", "ssc_valid.h5")
+SSC_DESCRIPTION = ("Spiking Speech Commands from local HDF5 files, binned as the SiLIF repository does (default 300 "
+                   "steps over 1.2 s x 140 channels, event counts)")
+
+
+def bin_counts(times, units, n_steps: int, max_time: float, spatial_bin: int) -> np.ndarray:
+    """One sample's events -> (n_steps, 700 / spatial_bin) event counts, as the module docstring says."""
+    times = np.asarray(times, np.float64)
+    units = np.asarray(units, np.int64)
+    steps = np.digitize(times, np.linspace(0.0, max_time, n_steps))
+    keep = steps < n_steps
+    out = np.zeros((n_steps, SHD_CHANNELS // spatial_bin), np.float32)
+    np.add.at(out, (steps[keep], units[keep] // spatial_bin), 1.0)
+    return out
+
+
+def read_ssc_file(path: Path, n_steps: int, max_time: float, spatial_bin: int, limit: int | None = None):
+    """(x, y) of one SSC file; a file not in SHD's layout is refused with the reason."""
+    return read_event_file(path, "SSC", "Spiking Speech Commands (SHD)", SSC_CLASSES, n_steps, spatial_bin,
+                           lambda t, u: bin_counts(t, u, n_steps, max_time, spatial_bin), limit)
+
+
+def load_ssc(data_dir, *, n_steps: int = 300, max_time: float = 1.2, spatial_bin: int = 5,
+             limit_train: int | None = None, limit_test: int | None = None, eval_on_valid: int = 0) -> TaskData:
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise UserError(f"data_dir {data_dir}: not a folder")
+    require_int("ssc", "n_steps", n_steps, 2, SHD_MAX_STEPS)
+    require_real("ssc", "max_time", max_time, 0.0, 1e4)
+    require_int("ssc", "spatial_bin", spatial_bin, 1, SHD_CHANNELS)
+    require_int("ssc", "eval_on_valid", eval_on_valid, 0, 1)
+    if SHD_CHANNELS % spatial_bin:
+        raise UserError(f"ssc: option spatial_bin must divide {SHD_CHANNELS} (1, 2, 4, 5, 7, 10, 14, 20, 25, 28, "
+                        f"35, 50, 70, 100, 140, 175, 350, 700), got {spatial_bin}")
+    for option, limit in (("limit_train", limit_train), ("limit_test", limit_test)):
+        if limit is not None:
+            require_int("ssc", option, limit, 1)
+    splits = []
+    evaluated = "ssc_valid.h5" if eval_on_valid else "ssc_test.h5"
+    for name, limit in (("ssc_train.h5", limit_train), (evaluated, limit_test)):
+        path = _find(data_dir, name)
+        # libhdf5 parses a third-party file: in a child process, so a damaged file cannot crash the command
+        x, y = run_isolated(read_ssc_file, path, n_steps, max_time, spatial_bin, limit, what=f"SSC file {path}",
+                            timeout_s=3600)
+        splits.append(SeqDataset.from_numpy(x, y))
+    return TaskData(name="ssc", train=splits[0], test=splits[1], n_classes=SSC_CLASSES, input_kind="real",
+                    d_input=SHD_CHANNELS // spatial_bin, seq_len=n_steps, description=SSC_DESCRIPTION)
