@@ -18,6 +18,8 @@ from pspike_neuro.export import import_pspike as ip
 from pspike_neuro.models.dplr import dense_kernels, modal_kernels
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pspikessms"
+pytestmark = pytest.mark.skipif(not (DATA / "psmnist-small.ckpt").is_file(),
+                                reason=f"no P-SpikeSSM checkpoints in {DATA} (the workplace's shared/data)")
 F64_TOL = 1e-9   # the README's spike margins are >= 1.2e-6: an import this accurate reproduces every spike
 F32_LOGITS_TOL = 2e-6  # their float32 and float64 logits differ by <= 1.2e-7; ours by <= 1.8e-7 (measured)
 

@@ -21,6 +21,8 @@ from pspike_neuro.errors import UserError
 from pspike_neuro.export.safe_pickle import load_torch_zip
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pspikessms"
+needs_data = pytest.mark.skipif(not (DATA / "lra-small.ckpt").is_file(),
+                                reason=f"no P-SpikeSSM checkpoints in {DATA} (the workplace's shared/data)")
 OMEGACONF = {"omegaconf.dictconfig": ("DictConfig",), "omegaconf.listconfig": ("ListConfig",),
              "omegaconf.nodes": ("AnyNode", "StringNode", "IntegerNode", "FloatNode", "BooleanNode"),
              "omegaconf.base": ("Metadata", "ContainerMetadata")}
@@ -94,6 +96,7 @@ def lightning_checkpoint(path: Path, base: dict) -> None:
     assert "omegaconf" not in sys.modules
 
 
+@needs_data
 def test_lightning_checkpoint_with_omegaconf_reads_as_plain_values(tmp_path):
     base = torch.load(DATA / "lra-small.ckpt", weights_only=True)
     path = tmp_path / "trained.ckpt"
@@ -114,6 +117,7 @@ def test_lightning_checkpoint_with_omegaconf_reads_as_plain_values(tmp_path):
     assert float(next(iter(got["callbacks"].values()))["best_model_score"]) == pytest.approx(0.97)
 
 
+@needs_data
 def test_trained_lightning_checkpoint_imports_like_the_plain_one(tmp_path, capsys):
     base = torch.load(DATA / "lra-small.ckpt", weights_only=True)
     path = tmp_path / "trained.ckpt"
