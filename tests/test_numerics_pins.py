@@ -15,13 +15,14 @@ from pspike_neuro.graph.netlist import Edge
 from pspike_neuro.models import SNN, ModelConfig, PSpikeSSM, SNNConfig
 from pspike_neuro.models.silif import SNN_KINDS
 from pspike_neuro.nodes.base import FloatNode
+from pspike_neuro.nodes.cuba_lif import CubaLIFNeuron
 from pspike_neuro.nodes.delay import DelayNode
 from pspike_neuro.nodes.lif import LIFNeuron
 from pspike_neuro.nodes.output import OutputSink
 from pspike_neuro.nodes.spike_input import SpikeInput
 from pspike_neuro.nodes.synapses import DenseSynapse
 from pspike_neuro.numerics.fixed import frac_bits_for
-from pspike_neuro.numerics.rng import uniform_float, uniform_float_torch
+from pspike_neuro.numerics.rng import CounterNoise, uniform_float, uniform_float_torch, uniform_int_block
 from pspike_neuro.quant.fold import fold
 from pspike_neuro.quant.qat import add_fake_quant, lava_grid, remove_fake_quant
 from pspike_neuro.quant.quantize import QuantConfig, calibrate, quantize_graph
@@ -208,3 +209,57 @@ def test_a_user_cost_model_may_price_active_neurons(tmp_path):
     model = load_cost_model(str(path))
     e = energy_pj(OpCounts(neuron_updates=10, active_neuron_updates=3), model)
     assert e["parts_pj"] == {"neuron_updates": 10.0, "active_extra": 6.0} and e["total_pj"] == 16.0
+
+
+def test_cost_model_refusals_say_what_is_known(tmp_path):
+    """The messages list what would have been accepted, in full."""
+    with pytest.raises(UserError, match=r"^cost model 'tpu': not a built-in \(45nm, loihi1, loihi2\) and no such file$"):
+        load_cost_model("tpu")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(UserError, match=r"^cost model .*broken\.json: not valid JSON \(Expecting property name"):
+        load_cost_model(str(broken))
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(json.dumps({"source": "s", "pj": {"flop": 1.0}}))
+    with pytest.raises(UserError) as err:
+        load_cost_model(str(unknown))
+    assert str(err.value).endswith("unknown operation 'flop'; known: ac, active_extra, active_neuron_updates, add, "
+                                   "binary_messages, graded_messages, graded_synops, mac, neuron_updates, rng")
+
+
+# -- messages that name the value at fault ----------------------------------------------------------
+
+
+def test_random_number_refusals_name_the_argument():
+    with pytest.raises(ValueError, match=r"^n_neurons must be >= 0, got -1$"):
+        uniform_int_block(1, 2, -1, 0, 16, [0])
+    with pytest.raises(ValueError, match=r"^t0 must be in \[0, 2\*\*32\), got -1$"):
+        CounterNoise(seed=1, prob_bits=16)(0, (1, 2, 3), t0=-1)
+
+
+def test_a_cuba_lif_bias_beyond_24_bits_is_named():
+    """v_leak 1e9 with alpha_mem 0.5: bias_mem = 5e8 state units even at 0 fraction bits, beyond 2^23 - 1."""
+    nodes = [FloatNode(SpikeInput, "input", {"n": 1}, {}),
+             FloatNode(DenseSynapse, "syn", {"n_in": 1, "n_out": 1}, {"weight": np.array([[1.0]])}),
+             FloatNode(CubaLIFNeuron, "cuba", {"n": 1},
+                       {"alpha_syn": np.array([0.5]), "alpha_mem": np.array([0.5]), "gain": np.array([1.0]),
+                        "bias_syn": np.zeros(1), "bias_mem": np.array([5e8]), "v_th": np.array([1.0]),
+                        "v_reset": np.zeros(1)}),
+             FloatNode(OutputSink, "out", {"n": 1}, {"bias": np.zeros(1)})]
+    graph = Netlist(meta={}, nodes={n.name: n for n in nodes},
+                    edges=[Edge("input", "syn"), Edge("syn", "cuba"), Edge("cuba", "out")])
+    qc = QuantConfig(calib_samples=1)
+    stats = calibrate(graph, np.ones((1, 4, 1), np.float32), qc)
+    with pytest.raises(UserError, match=r"^cuba: bias_mem overflows 24 bits after scaling"):
+        quantize_graph(graph, stats, qc)
+
+
+def test_recorded_states_are_read_back_by_name():
+    """``RunResult.states(name)`` is the state the run recorded: the looped neuron's membrane, by hand
+    (input 1, 0, 1, 1; own spikes fed back; threshold 2, reset 0): 1, 1, 0 after firing at 3 (1 + 1 + 1), 1."""
+    result = run(_looped_if_netlist(), np.array([[[1], [0], [1], [1]]], np.int64), integer=True, seed=0,
+                 record_states=True)
+    states = result.states("lif")
+    assert states is not None and states.shape[:2] == (1, 4)
+    np.testing.assert_array_equal(states, result.records["lif"]["state"])
+    assert result.states("nowhere") is None
