@@ -263,3 +263,29 @@ def test_recorded_states_are_read_back_by_name():
     assert states is not None and states.shape[:2] == (1, 4)
     np.testing.assert_array_equal(states, result.records["lif"]["state"])
     assert result.states("nowhere") is None
+
+
+def test_inspect_shows_the_message_widths_of_docs_numerics(small_checkpoint):
+    """docs/numerics.md §2: the encoder output is streamed as 24-bit signed graded messages; binary
+    spikes are 1 bit."""
+    from pspike_neuro.export.build import build_netlist
+    from pspike_neuro.export.inspect import describe
+
+    net, _ = build_netlist(small_checkpoint, QuantConfig(calib_samples=4))
+    bits = {entry["name"]: entry["bits"] for entry in describe(net)["nodes"]}
+    assert net.nodes["input"].type_name() == "GradedInput" and bits["input"] == {"message": 24}
+    assert SpikeInput("s", {"n": 1}).bits() == {"message": 1}
+
+
+def test_a_membrane_above_its_threshold_sets_the_lif_format():
+    """A weight of 5000 on channel 0: the membrane jumps to 5000 at step 0 (above the threshold 1000; it
+    fires and resets), so the largest state is 5000, not the threshold: ``floor(log2((2^23 - 1) / 5000))
+    - 1 = 9`` fraction bits (12 if the threshold were the largest extreme)."""
+    graph = _lif_float_graph()
+    graph.nodes["syn"].floats["weight"] = np.array([[5000.0, 0.0], [0.0, 2.0]])
+    x = np.zeros((1, 8, 2), np.float32)
+    x[:, :, 0] = 1
+    qc = QuantConfig(calib_samples=1)
+    stats = calibrate(graph, x, qc)
+    assert stats["lif"]["state_max"] == 5000.0
+    assert quantize_graph(graph, stats, qc)["lif"].state_frac_bits == 9
