@@ -464,3 +464,42 @@ def test_spike_input_any_nonzero_is_a_spike_and_padding_is_silent():
     assert result.outputs["src"].astype(int).tolist() == want
     ctx = RunContext(seed=0, samples=np.arange(2), valid=np.arange(3)[None] < np.array([[3], [2]]))
     assert node.int_sequence({"external": x}, ctx)[0]["out"].astype(int).tolist() == want
+
+
+def test_count_input_saturates_counts_and_silences_padding():
+    """``c_t = min(x_t, 2^count_bits - 1)`` on valid steps, 0 on padded ones; each count above the limit is
+    one saturation event. count_bits 3: limit 7; sample 1 has 1 valid step of 2."""
+    from pspike_neuro.nodes.count_input import CountInput
+
+    node = CountInput("src", dict(n=3, count_bits=3))
+    x = np.array([[[0.0, 1.0, 9.0], [7.0, 8.0, 2.0]], [[3.0, 0.0, 12.0], [5.0, 5.0, 5.0]]])
+    want = [[[0, 1, 7], [7, 7, 2]], [[3, 0, 7], [0, 0, 0]]]
+    result = simulate(tiny_netlist(node, sink(3)), x, seed=0, lengths=[2, 1])
+    assert result.outputs["src"].tolist() == want
+    assert result.saturation == {"src.out": 3}       # 9, 8 and 12 (the padded 5s are no events)
+
+
+def test_gelu_table_by_hand():
+    """docs/numerics.md §7 at F = 8: g = 6, s = 2, knots every 1/64 from -6, ``T[i] = rint(gelu(x_i) 2^8)``
+    with gelu(x) = x (1 + erf(x / sqrt 2)) / 2 (math.erf here); ``u = v + 6 * 256``, ``i = u >> 2``,
+    ``r = u - 4 i``, ``g = T[i] + ((T[i+1] - T[i]) r) >> 2``; 0 at or below -1536, v at or above 1536."""
+    from pspike_neuro.numerics.fixed import gelu_fixed
+
+    def knot(i):
+        x = -6 + i / 64
+        return int(np.rint(0.5 * x * (1 + math.erf(x / math.sqrt(2))) * 256))
+
+    def by_hand(v):
+        if v <= -1536:
+            return 0
+        if v >= 1536:
+            return v
+        u = v + 1536
+        i, r = u >> 2, u - ((u >> 2) << 2)
+        return knot(i) + (((knot(i + 1) - knot(i)) * r) >> 2)
+
+    assert knot(448) == 215                               # x = 1: gelu(1) * 256 = 215.38
+    vs = [-3000, -1536, -1535, -101, -100, -1, 0, 1, 255, 256, 257, 259, 1535, 1536, 3000]
+    got = gelu_fixed(np.array(vs), 8).tolist()
+    assert got == [by_hand(v) for v in vs]
+    assert got[vs.index(256)] == 215 and got[vs.index(-1536)] == 0 and got[vs.index(3000)] == 3000
