@@ -96,6 +96,25 @@ SSM_STATE_T1 = [[(-781, 1366), (0, 0)], [(-1370, 2428), (445, 1259)], [(31, 0), 
 SSM_STATE_T2 = [[(1506, -2181), (LIMIT, -LIMIT)], [(-1241, 3695), (301, 111)], [(46, 0), (0, 0)]]
 
 
+def gelu_by_hand(v: int, f: int) -> int:
+    """docs/numerics.md §7 in Python ints: knots ``x_i = -6 + i 2^-g`` (g = min(F, 6)), ``T[i] = rint(gelu(x_i)
+    2^F)`` with gelu(x) = x (1 + erf(x / sqrt 2)) / 2 (math.erf), linear interpolation with a floor shift s = F - g."""
+    g = min(f, 6)
+    shift, lo = f - g, 6 << f
+
+    def knot(i):
+        x = -6 + i / (1 << g)
+        return int(np.rint(0.5 * x * (1 + math.erf(x / math.sqrt(2))) * (1 << f)))
+
+    if v <= -lo:
+        return 0
+    if v >= lo:
+        return v
+    u = v + lo
+    i = u >> shift
+    return knot(i) + (((knot(i + 1) - knot(i)) * (u - (i << shift))) >> shift)
+
+
 def ssm_oracle(v: dict, x, valid, r1, r2):
     """docs/numerics.md §3 steps 1-3 for one sample, in Python ints.
 
@@ -119,10 +138,15 @@ def ssm_oracle(v: dict, x, valid, r1, r2):
                 n_state += e1 + e2
                 acc += int(v["c_re"][h][k]) * zr[h][k] - int(v["c_im"][h][k]) * zi[h][k]
             relu = v["phi"] == "relu"  # relu: b_out is added after the activation (q = a_out relu(v) + b_out)
-            bias = 0 if relu else int(v["b_out"][h])
+            gelu = v["phi"] == "gelu"  # gelu: q = shr_trunc(out_scale_m gelu_table(v), out_shift) + b_out
+            bias = 0 if relu or gelu else int(v["b_out"][h])
             out, e = sat(trunc_shift(acc, int(v["c_shift"][h])) + s * lava_shift(int(v["d"][h]), v["d_exp"]) + bias)
             n_out += e
-            g = int(v["out_sign"][h]) * max(out, 0) + int(v["b_out"][h]) if relu else out
+            if gelu:
+                g = trunc_shift(int(v["out_scale_m"][h]) * gelu_by_hand(out, v["v_frac_bits"]), v["out_shift"])
+                g += int(v["b_out"][h])
+            else:
+                g = int(v["out_sign"][h]) * max(out, 0) + int(v["b_out"][h]) if relu else out
             o_t.append(int(r2[t][h] < min(max(g, 0), one)))
             s_t.append(s)
             z_t.append([(zr[h][k], zi[h][k]) for k in range(m)])
@@ -503,3 +527,23 @@ def test_gelu_table_by_hand():
     got = gelu_fixed(np.array(vs), 8).tolist()
     assert got == [by_hand(v) for v in vs]
     assert got[vs.index(256)] == 215 and got[vs.index(-1536)] == 0 and got[vs.index(3000)] == 3000
+
+
+def test_ssm_gelu_neuron_by_hand():
+    """SSMGeluNeuron: the SSMNeuron case above up to ``v`` (without b_out, read in units 2^-4), then
+    ``q = shr_trunc(out_scale_m gelu(v), 2) + b_out`` with the GELU table of docs/numerics.md §7 at F = 4
+    (``gelu_by_hand``: it covers the zero side, the curved part and the identity side), and
+    ``o = 1[r2 < clamp(q, 0, 256)]``; the oracle computes every step in Python ints."""
+    from pspike_neuro.nodes.ssm_gelu_neuron import SSMGeluNeuron
+
+    values = {k: w for k, w in SSM_VALUES.items() if k != "out_sign"}
+    values.update(phi="gelu", v_frac_bits=4, out_scale_m=np.array([3, 40, 200]), out_shift=2,
+                  b_out=np.array([10, 30, -20]))
+    S, O, _, n_state, n_out = ssm_oracle(values, SSM_X, [1] * 5, R1, R2)
+    assert S == SSM_S and n_state == 6 and n_out == 0
+    node = SSMGeluNeuron("ssm", values)
+    result = run_ssm(node, SSM_X)
+    assert result.records["ssm"]["s_in"][0].astype(int).tolist() == S
+    assert result.outputs["ssm"][0].astype(int).tolist() == O
+    assert result.saturation["ssm.state"] == 6
+    assert 0 < sum(map(sum, O)) < 15   # some spikes and some silences: the comparison decides something
