@@ -18,7 +18,8 @@ from ..numerics.fixed import frac_bits_for, quantize_decay, rf_step, round_int
 from .base import STATE, A, Activity, Format, I, NodeType, OpCounts, QuantContext, register
 
 
-def _state_format(q: QuantContext) -> Format:
+def state_format(q: QuantContext) -> Format:
+    """One state exponent per population from the largest |state| seen in calibration (headroom bits)."""
     return Format(False, frac_bits_for(float(q.stats.get("state_max", 0.0)), q.qc.headroom_bits, lo=1, hi=22))
 
 
@@ -72,12 +73,12 @@ class CSiLIFNeuron(NodeType):
 
     @classmethod
     def needs_formats(cls, q: QuantContext) -> dict:
-        return {"in": _state_format(q)}
+        return {"in": state_format(q)}
 
     @classmethod
     def quantize(cls, q: QuantContext) -> "CSiLIFNeuron":
         node, f = q.node, q.node.floats
-        bits = _state_format(q).frac_bits
+        bits = state_format(q).frac_bits
         where = f"layer {node.layer}"
         try:
             decay_re, decay_im = quantize_decay((f["lam_re"] + 1j * f["lam_im"])[:, None],
@@ -89,14 +90,16 @@ class CSiLIFNeuron(NodeType):
                       bias=round_int(f["bias"] * 2.0 ** bits, "the BatchNorm offset", where))
         return cls(node.name, values, dict(f))
 
+    ADDS = 4  # adds per neuron and step (docs/energy-model.md)
+
     def ops(self, act: Activity) -> OpCounts:
-        """Per step and neuron: 4 multiplies (the complex rotation) and 4 adds, two state words."""
+        """Per step and neuron: 4 multiplies (the complex rotation) and ``ADDS`` adds, two state words."""
         n_out = float(np.count_nonzero(act.output))
-        return (OpCounts(mac=act.steps * self.n * 4, add=act.steps * self.n * 4, neuron_updates=act.steps * self.n * 2,
-                         active_neuron_updates=n_out) + self.messages(act))
+        return (OpCounts(mac=act.steps * self.n * 4, add=act.steps * self.n * self.ADDS,
+                         neuron_updates=act.steps * self.n * 2, active_neuron_updates=n_out) + self.messages(act))
 
     def dense_ops(self, steps: float) -> OpCounts:
-        return OpCounts(mac=steps * self.n * 4, add=steps * self.n * 4, neuron_updates=steps * self.n * 2,
+        return OpCounts(mac=steps * self.n * 4, add=steps * self.n * self.ADDS, neuron_updates=steps * self.n * 2,
                         graded_messages=steps * self.n)
 
     def compartments(self) -> int:

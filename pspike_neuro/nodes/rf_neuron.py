@@ -17,24 +17,21 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UserError
-from ..numerics.fixed import DECAY_BITS, frac_bits_for, rf_step, round_int
-from .base import STATE, A, Activity, Format, I, NodeType, OpCounts, QuantContext, register
+from ..numerics.fixed import DECAY_BITS, rf_step, round_int
+from .base import STATE, A, I, QuantContext, register
+from .csilif_neuron import CSiLIFNeuron, state_format
 
 DECAY_LIMIT = (1 << DECAY_BITS) - 1  # Lava's 12-bit decays
 
 
-def _state_format(q: QuantContext) -> Format:
-    return Format(False, frac_bits_for(float(q.stats.get("state_max", 0.0)), q.qc.headroom_bits, lo=1, hi=22))
-
-
 @register
-class RFNeuron(NodeType):
+class RFNeuron(CSiLIFNeuron):
+    """C-SiLIF's population (one complex state per neuron, ``lava.proc.rf``'s rotation, the same
+    format, counts and bits) with RF's reset: subtract 1 after the step instead of 0.5 before it."""
+
     __doc__ = __doc__
     DOC_EQUATION = ("RF (forward Euler): a ``lava.proc.rf`` rotation of the complex state ``(ur, ui)`` in units "
                     "``2^-F``: ``(ur', ui') = rf(ur, ui; decay) + (I + bias - s 2^F, 0)``; ``s' = 1[ur' > 2^F]``.")
-    BINARY_OUT = True
-    ATTRS = ("layer", "n")
-    FLOATS = ("lam_re", "lam_im", "bias")
     FIELDS = (
         I("layer", 0, 4096, "layer index"),
         I("n", 1, 2**20, "neurons"),
@@ -43,15 +40,7 @@ class RFNeuron(NodeType):
         A("decay_im", "int16", ("n",), -DECAY_LIMIT, DECAY_LIMIT, "Im(1 + dt lambda_c) * 4096"),
         A("bias", "int32", ("n",), -STATE, STATE, "dt times the BatchNorm offset, units 2^-F"),
     )
-
-    def setup(self) -> None:
-        v = self.values
-        self.one = 1 << v["state_frac_bits"]
-        self.dr, self.di = v["decay_re"].astype(np.int64), v["decay_im"].astype(np.int64)
-        self.bias64 = v["bias"].astype(np.int64)
-
-    def int_init(self, batch):
-        return tuple(np.zeros((batch, self.n), np.int64) for _ in range(3))  # ur, ui, s
+    ADDS = 5  # the rotation's two, input, bias and the reset (docs/energy-model.md)
 
     def int_step(self, state, inputs, t, ctx):
         ur, ui, s = state
@@ -61,9 +50,6 @@ class RFNeuron(NodeType):
         s = (ur > self.one).astype(np.int64)
         records = {"state": np.stack([ur, ui], -1)} if ctx.record_states else {}
         return {"out": s.astype(bool)}, (ur, ui, s), records
-
-    def float_init(self, batch):
-        return np.zeros((batch, self.n), complex), np.zeros((batch, self.n))
 
     def float_step(self, state, inputs, t, ctx):
         u, s = state
@@ -76,13 +62,9 @@ class RFNeuron(NodeType):
         return {"out": s}, (u, s), {}
 
     @classmethod
-    def needs_formats(cls, q: QuantContext) -> dict:
-        return {"in": _state_format(q)}
-
-    @classmethod
     def quantize(cls, q: QuantContext) -> "RFNeuron":
         node, f = q.node, q.node.floats
-        bits = _state_format(q).frac_bits
+        bits = state_format(q).frac_bits
         where = f"layer {node.layer}"
         decay = {}
         for part in ("re", "im"):
@@ -94,20 +76,3 @@ class RFNeuron(NodeType):
         values = dict(node.attrs, state_frac_bits=bits, **decay,
                       bias=round_int(f["bias"] * 2.0 ** bits, "the BatchNorm offset", where))
         return cls(node.name, values, dict(f))
-
-    def ops(self, act: Activity) -> OpCounts:
-        """Per step and neuron: 4 multiplies (the complex rotation) and 5 adds (input, bias, reset),
-        two state words."""
-        n_out = float(np.count_nonzero(act.output))
-        return (OpCounts(mac=act.steps * self.n * 4, add=act.steps * self.n * 5, neuron_updates=act.steps * self.n * 2,
-                         active_neuron_updates=n_out) + self.messages(act))
-
-    def dense_ops(self, steps: float) -> OpCounts:
-        return OpCounts(mac=steps * self.n * 4, add=steps * self.n * 5, neuron_updates=steps * self.n * 2,
-                        graded_messages=steps * self.n)
-
-    def compartments(self) -> int:
-        return self.n
-
-    def bits(self) -> dict:
-        return {"decay": 12, "state": 24, "message": 1}
