@@ -142,20 +142,27 @@ def _find(data_dir: Path, name: str) -> Path:
     raise UserError(f"data_dir {data_dir}: no {name} (or {name}.gz)")
 
 
-def load_shd(data_dir, *, n_steps: int = 100, max_time: float = 1.0, spatial_bin: int = 5,
-             limit_train: int | None = None, limit_test: int | None = None) -> TaskData:
+def check_event_options(task: str, data_dir, n_steps, min_steps: int, max_time, spatial_bin, limit_train,
+                        limit_test) -> Path:
+    """The folder and binning options of an event dataset in SHD's layout (SHD, SSC), refused in one line."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise UserError(f"data_dir {data_dir}: not a folder")
-    require_int("shd", "n_steps", n_steps, 1, SHD_MAX_STEPS)
-    require_real("shd", "max_time", max_time, 0.0, 1e4)
-    require_int("shd", "spatial_bin", spatial_bin, 1, SHD_CHANNELS)
+    require_int(task, "n_steps", n_steps, min_steps, SHD_MAX_STEPS)
+    require_real(task, "max_time", max_time, 0.0, 1e4)
+    require_int(task, "spatial_bin", spatial_bin, 1, SHD_CHANNELS)
     if SHD_CHANNELS % spatial_bin:
-        raise UserError(f"shd: option spatial_bin must divide {SHD_CHANNELS} (1, 2, 4, 5, 7, 10, 14, 20, 25, 28, "
+        raise UserError(f"{task}: option spatial_bin must divide {SHD_CHANNELS} (1, 2, 4, 5, 7, 10, 14, 20, 25, 28, "
                         f"35, 50, 70, 100, 140, 175, 350, 700), got {spatial_bin}")
     for option, limit in (("limit_train", limit_train), ("limit_test", limit_test)):
         if limit is not None:
-            require_int("shd", option, limit, 1)
+            require_int(task, option, limit, 1)
+    return data_dir
+
+
+def load_shd(data_dir, *, n_steps: int = 100, max_time: float = 1.0, spatial_bin: int = 5,
+             limit_train: int | None = None, limit_test: int | None = None) -> TaskData:
+    data_dir = check_event_options("shd", data_dir, n_steps, 1, max_time, spatial_bin, limit_train, limit_test)
     splits = []
     for name, limit in zip(SHD_FILE_NAMES, (limit_train, limit_test)):
         path = _find(data_dir, name)

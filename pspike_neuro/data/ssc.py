@@ -25,11 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
 from ..isolate import run_isolated
 from .dataset import SeqDataset, TaskData
-from .options import require_int, require_real
-from .spikes import SHD_CHANNELS, SHD_MAX_STEPS, _find, read_event_file
+from .options import require_int
+from .spikes import SHD_CHANNELS, _find, check_event_options, read_event_file
 
 SSC_CLASSES = 35
 SSC_FILE_NAMES = ("ssc_train.h5", "ssc_test.h5", "ssc_valid.h5")
@@ -56,19 +55,8 @@ def read_ssc_file(path: Path, n_steps: int, max_time: float, spatial_bin: int, l
 
 def load_ssc(data_dir, *, n_steps: int = 300, max_time: float = 1.2, spatial_bin: int = 5,
              limit_train: int | None = None, limit_test: int | None = None, eval_on_valid: int = 0) -> TaskData:
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise UserError(f"data_dir {data_dir}: not a folder")
-    require_int("ssc", "n_steps", n_steps, 2, SHD_MAX_STEPS)
-    require_real("ssc", "max_time", max_time, 0.0, 1e4)
-    require_int("ssc", "spatial_bin", spatial_bin, 1, SHD_CHANNELS)
+    data_dir = check_event_options("ssc", data_dir, n_steps, 2, max_time, spatial_bin, limit_train, limit_test)
     require_int("ssc", "eval_on_valid", eval_on_valid, 0, 1)
-    if SHD_CHANNELS % spatial_bin:
-        raise UserError(f"ssc: option spatial_bin must divide {SHD_CHANNELS} (1, 2, 4, 5, 7, 10, 14, 20, 25, 28, "
-                        f"35, 50, 70, 100, 140, 175, 350, 700), got {spatial_bin}")
-    for option, limit in (("limit_train", limit_train), ("limit_test", limit_test)):
-        if limit is not None:
-            require_int("ssc", option, limit, 1)
     splits = []
     evaluated = "ssc_valid.h5" if eval_on_valid else "ssc_test.h5"
     for name, limit in (("ssc_train.h5", limit_train), (evaluated, limit_test)):
