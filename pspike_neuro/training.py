@@ -341,7 +341,30 @@ def load_training_state(folder: str | Path, identity: dict) -> dict:
     if difference:
         raise UserError(f"--resume {folder}: the run there has another configuration: {difference} (resume it with "
                         "the command line that started it; nothing was written)")
+    missing = _state_problem(payload, distributed.ranks().world)
+    if missing:
+        raise UserError(f"--resume {folder}: {RESUME_FILE} is incomplete: {missing} (nothing was written)")
     return payload
+
+
+#: what a training state holds besides its header (``_save_training_state``)
+STATE_PARTS = {"model": dict, "optimizer": dict, "scheduler": dict, "progress": dict, "per_rank": list}
+PROGRESS_FIELDS = ("epoch", "step_in_epoch", "global_step", "elapsed_s", "history")
+
+
+def _state_problem(payload: dict, world: int) -> str:
+    """What a training state lacks for ``_restore`` (empty if nothing): a part, a progress field, the
+    random states and sums of a rank."""
+    for name, kind in STATE_PARTS.items():
+        if not isinstance(payload.get(name), kind):
+            return f"no {name} {'list' if kind is list else 'mapping'}"
+    absent = [k for k in PROGRESS_FIELDS if k not in payload["progress"]]
+    if absent:
+        return f"progress lacks {', '.join(absent)}"
+    ranks = payload["per_rank"]
+    if len(ranks) != world or not all(isinstance(r, dict) and "rng" in r and "sums" in r for r in ranks):
+        return f"per_rank holds {len(ranks)} rank states, not {world} with rng and sums"
+    return ""
 
 
 def _save_training_state(path: Path, identity: dict, model: nn.Module, optimizer, scheduler, progress: Progress,

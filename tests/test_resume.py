@@ -103,6 +103,23 @@ def test_resume_written_by_another_version_is_refused(killed_run, tmp_path, caps
     assert "written by pspike-neuro 0.0.1" in err
 
 
+@pytest.mark.parametrize("damage,problem", [
+    (lambda s: s.__setitem__("ranks", s.pop("per_rank")), "no per_rank list"),    # an older development layout
+    (lambda s: s["progress"].pop("global_step"), "progress lacks global_step"),
+    (lambda s: s["per_rank"].append(s["per_rank"][0]), "per_rank holds 2 rank states, not 1 with rng and sums"),
+    (lambda s: s.__setitem__("optimizer", None), "no optimizer mapping"),
+])
+def test_an_incomplete_state_is_refused_in_one_line(killed_run, tmp_path, capsys, damage, problem):
+    """A state whose header and configuration match but whose parts do not: named, nothing written."""
+    other = tmp_path / "other"
+    other.mkdir()
+    state = torch.load(killed_run / "resume.pt", weights_only=True)
+    damage(state)
+    torch.save(state, other / "resume.pt")
+    err = _refused(TINY + ["--resume", str(other)], other, capsys)
+    assert err.endswith(f"resume.pt is incomplete: {problem} (nothing was written)"), err
+
+
 def test_resume_without_a_state_is_refused(tmp_path, capsys):
     (tmp_path / "metrics.json").write_text(json.dumps({}))
     (tmp_path / "model.pt").write_bytes(b"x")
