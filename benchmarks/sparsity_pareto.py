@@ -107,11 +107,20 @@ def train(point: Point, root: Path) -> Path:
     return ckpt
 
 
+class Refused(Exception):
+    """export refused the model (its one-line message): recorded with the point, the sweep goes on."""
+
+
 def export(point: Point, root: Path, ckpt: Path, threshold) -> Path:
     net = root / point.name / ("model.net" if threshold is None else f"pruned-{threshold:g}.net")
     if not net.is_file():
         prune = [] if threshold is None else ["--prune-silent", f"{threshold:g}"]
-        run([*PSPIKE, "export", str(ckpt), "-o", str(net), *prune], root / f"{point.name}.log")
+        log = root / f"{point.name}.log"
+        try:
+            run([*PSPIKE, "export", str(ckpt), "-o", str(net), *prune], log)
+        except SystemExit:
+            lines = log.read_text().strip().splitlines()
+            raise Refused(lines[-1] if lines else "export failed") from None
     return net
 
 
@@ -252,7 +261,16 @@ def main() -> None:
             for threshold in point.prune:
                 if any(p["name"] == point.name and p["threshold"] == threshold for p in results["points"]):
                     continue
-                net = export(point, root, ckpt, threshold)
+                if any(r["name"] == point.name and r["threshold"] == threshold for r in results.get("refused", [])):
+                    continue
+                try:
+                    net = export(point, root, ckpt, threshold)
+                except Refused as exc:
+                    results.setdefault("refused", []).append({"name": point.name, "threshold": threshold,
+                                                              "message": str(exc)})
+                    save_results(results)
+                    print(f"{point.name} @ {threshold}: {exc}", flush=True)
+                    continue
                 entry = measure(point, ckpt, net, threshold, args.seeds)
                 results["points"].append(entry)
                 results["targets"] = evaluate_targets(results)

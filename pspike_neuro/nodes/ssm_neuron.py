@@ -111,6 +111,16 @@ def step_int_as_float(p: NeuronParams, x, r_in, r_out, valid, zr, zi):
     return s, o, zr, zi, n_r + n_i, n_out
 
 
+def _offset_hint(largest: float, prob_bits: int) -> str:
+    """What to do when a sampler offset of ``largest`` (probability units) does not fit 24 bits at
+    ``prob_bits``: the largest ``--prob-bits`` at which it fits (``largest 2^P <= 2^23 - 1``)."""
+    fits = int(np.floor(np.log2(STATE / largest))) if largest > 0 else prob_bits
+    if 1 <= fits < prob_bits:
+        return (f"the largest sampler offset is {largest:.4g} in probability units: export with --prob-bits {fits} "
+                "or lower, or retrain with smaller values")
+    return "lower --prob-bits or retrain with smaller values"
+
+
 @register
 class SSMNeuron(NodeType):
     __doc__ = __doc__
@@ -288,7 +298,7 @@ class SSMNeuron(NodeType):
         c_scaled = (f["c_re"] + 1j * f["c_im"]) * 2.0 ** (readout_bits - z_bits)
         c_m, c_shift = per_row_shift(np.concatenate([c_scaled.real, c_scaled.imag], -1), qc.ssm_bits)
         d_m, d_exp = quantize_mantissa(f["d"] * 2.0 ** readout_bits, qc.ssm_bits)
-        hint = "lower --prob-bits or retrain with smaller values"
+        hint = _offset_hint(max(np.abs(f["beta"]).max(initial=0.0), np.abs(f["b_out"]).max(initial=0.0)), p)
         values = dict(
             a, in_frac_bits=xb, state_frac_bits=z_bits, alpha_m=alpha_m, alpha_shift=alpha_shift,
             beta=round_int(f["beta"] * 2.0 ** p, "input-sampler offset beta", layer, hint=hint),

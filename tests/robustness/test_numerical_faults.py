@@ -43,10 +43,12 @@ def test_probability_bits_that_push_offsets_past_24_bits_are_refused(tmp_path, c
     with torch.no_grad():
         model.blocks[0].b_in.fill_(20.0)
     code, err = _export_error(tmp_path, capsys, model, "sdigits", "--prob-bits", "22")
-    # 20 * 2^22 is about 8.4e7, beyond 2^23 - 1: the input-sampler offset beta, named with its layer and the flag
+    # 20 * 2^22 is about 8.4e7, beyond 2^23 - 1: the input-sampler offset beta, named with its layer, and the
+    # largest --prob-bits at which an offset of about 20 fits: floor(log2((2^23 - 1) / 20.3)) = 18
     assert code == 2 and len(err.splitlines()) == 1
     assert re.search(r"layer 0: input-sampler offset beta overflows 24 bits after scaling \(max 8\.\d+e\+07\); "
-                     r"lower --prob-bits or retrain with smaller values$", err), err
+                     r"the largest sampler offset is 20\.\d+ in probability units: export with --prob-bits 18 or "
+                     r"lower, or retrain with smaller values$", err), err
     assert not (tmp_path / "m.net").exists()
 
 
