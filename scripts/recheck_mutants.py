@@ -164,7 +164,7 @@ SURVIVORS = [
         "_add(inputs, e.dst_port, value, integer)",
         "_add(inputs, e.dst_port, value, None)",
         EXE,
-        "int",
+        "equiv",
     ),
     (
         "graph/execute.py:158",
@@ -172,7 +172,7 @@ SURVIVORS = [
         "step(states[node.name], inputs, t, ctx)",
         "step(states[node.name], inputs, None, ctx)",
         EXE,
-        "int",
+        "equiv",
     ),
     (
         "quant/fold.py:137",
@@ -210,7 +210,7 @@ SURVIVORS = [
         "equiv",
     ),
     ("quant/qat.py:52a", "pspike_neuro/quant/qat.py", "leave_parametrized=False)", "leave_parametrized=None)", QAT, "equiv"),
-    ("quant/qat.py:52b", "pspike_neuro/quant/qat.py", '"weight", leave_parametrized=False)', '"weight", )', QAT, "equiv"),
+    ("quant/qat.py:52b", "pspike_neuro/quant/qat.py", '"weight", leave_parametrized=False)', '"weight", )', QAT, "int"),
     ("quant/qat.py:52c", "pspike_neuro/quant/qat.py", "leave_parametrized=False)", "leave_parametrized=True)", QAT, "int"),
     (
         "energy/costs.py:35",
