@@ -139,10 +139,18 @@ DRIVER = textwrap.dedent("""
         if name == "disagree" and rank == 1:
             argv = argv + ["--seed", "5"]
         stdout, stderr = io.StringIO(), io.StringIO()
+        # every rank records its one-line error here (what torchrun's agent would read; rank 1 prints nothing)
+        os.environ["TORCHELASTIC_ERROR_FILE"] = os.path.join(out, f"{name}.{rank}.error")
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             code = main(argv)
         with open(os.path.join(out, f"{name}.{rank}.json"), "w") as fh:
             json.dump({"code": code, "stdout": stdout.getvalue(), "stderr": stderr.getvalue()}, fh)
+        if code not in (0, 1) and name != "disagree":  # an error (1 is a verdict): the ranks would no longer meet
+            error = os.path.join(out, f"{name}.{rank}.error")
+            why = open(error).read() if os.path.exists(error) else "no error recorded"
+            print(f"rank {rank}: {name} ended with {code}: {why}", file=sys.stderr, flush=True)
+            os._exit(3)
+    os._exit(0)  # as python -m pspike_neuro leaves a rank (pspike_neuro/__main__.py)
 """)
 
 
