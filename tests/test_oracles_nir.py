@@ -12,16 +12,14 @@ the Lava fixed-point model calls).
 import numpy as np
 import pytest
 
-from pspike_neuro.graph import Edge, Netlist
-from pspike_neuro.nodes import RunContext
 from pspike_neuro.nodes.cuba_lif import CubaLIFNeuron, CubaLINeuron
 from pspike_neuro.nodes.delay import DelayNode
-from pspike_neuro.nodes.graded_input import GradedInput
 from pspike_neuro.nodes.li import LINeuron
 from pspike_neuro.nodes.lif import LIFNeuron
 from pspike_neuro.nodes.output import OutputSink
 from pspike_neuro.nodes.threshold import ThresholdNode
-from pspike_neuro.sim.reference import simulate
+
+from .oracle_helpers import run_graph, step_by_step
 
 LIMIT = 2**23 - 1
 
@@ -35,28 +33,6 @@ def sat(a: int) -> tuple[int, int]:
     """docs §1 sat(a, 24), and 1 if it clipped."""
     clipped = max(-LIMIT, min(LIMIT, a))
     return clipped, int(clipped != a)
-
-
-def run_graph(node, rows, lengths=None):
-    """GradedInput (frac_bits 0: integers pass unchanged) -> node -> OutputSink (or node as the sink)."""
-    x = np.asarray(rows, np.float64)
-    x = x[None] if x.ndim == 2 else x
-    nodes = {"src": GradedInput("src", dict(n=x.shape[-1], frac_bits=0)), node.name: node}
-    edges = [Edge("src", node.name)]
-    if node.TYPE.ROLE != "sink":
-        nodes["sink"] = OutputSink("sink", dict(n=node.n, frac_bits=0, bias=np.zeros(node.n, np.int64)))
-        edges.append(Edge(node.name, "sink"))
-    return simulate(Netlist({}, nodes, edges), x, seed=0, lengths=lengths, record_states=True)
-
-
-def step_by_step(node, rows):
-    """The node's int_step over (T, n) rows, batch 1: per step (outputs, records), and the saturation counts."""
-    ctx = RunContext(seed=0, samples=np.zeros(1, np.int64), valid=np.ones((1, len(rows)), bool), record_states=True)
-    state, steps = node.int_init(1), []
-    for t, row in enumerate(rows):
-        out, state, rec = node.int_step(state, {"in": np.array([row])}, t, ctx)
-        steps.append((out, rec))
-    return steps, ctx.sat.as_dict()
 
 
 # --- LIF / IF ----------------------------------------------------------------------------------------

@@ -12,14 +12,11 @@ import math
 
 import numpy as np
 
-from pspike_neuro.graph import Edge, Netlist
-from pspike_neuro.nodes import RunContext
 from pspike_neuro.nodes.csilif_neuron import CSiLIFNeuron
-from pspike_neuro.nodes.graded_input import GradedInput
 from pspike_neuro.nodes.leaky_readout import LeakyReadout
-from pspike_neuro.nodes.output import OutputSink
 from pspike_neuro.nodes.silif_neuron import SiLIFNeuron
-from pspike_neuro.sim.reference import simulate
+
+from .oracle_helpers import run_graph, step_by_step
 
 LIMIT = 2**23 - 1
 
@@ -33,28 +30,6 @@ def sat(a: int) -> tuple[int, int]:
     """docs §1 sat(a, 24), and 1 if it clipped."""
     clipped = max(-LIMIT, min(LIMIT, a))
     return clipped, int(clipped != a)
-
-
-def run_graph(node, rows, lengths=None, batch_rows=None):
-    """GradedInput (frac_bits 0: the integers pass unchanged) -> node [-> OutputSink unless node is a sink]."""
-    x = np.asarray(batch_rows if batch_rows is not None else [rows], np.float64)
-    n = x.shape[-1]
-    nodes = {"src": GradedInput("src", dict(n=n, frac_bits=0)), node.name: node}
-    edges = [Edge("src", node.name)]
-    if node.TYPE.ROLE != "sink":
-        nodes["sink"] = OutputSink("sink", dict(n=node.n, frac_bits=0, bias=np.zeros(node.n, np.int64)))
-        edges.append(Edge(node.name, "sink"))
-    return simulate(Netlist({}, nodes, edges), x, seed=0, lengths=lengths, record_states=True)
-
-
-def step_by_step(node, rows):
-    """The node's int_step over (T, n) rows, batch 1: per step (outputs, records, state)."""
-    ctx = RunContext(seed=0, samples=np.zeros(1, np.int64), valid=np.ones((1, len(rows)), bool), record_states=True)
-    state, steps = node.int_init(1), []
-    for t, row in enumerate(rows):
-        out, state, rec = node.int_step(state, {"in": np.array([row])}, t, ctx)
-        steps.append((out, rec, state))
-    return steps, ctx.sat.as_dict()
 
 
 # --- SiLIF -------------------------------------------------------------------------------------------
@@ -113,7 +88,7 @@ def test_silif_by_hand():
     assert result.outputs["silif"][0].astype(int).tolist() == [s for _, _, s in trace]
     assert result.records["silif"]["state"][0].tolist() == [[[u[h], w[h]] for h in range(3)] for u, w, _ in trace]
     assert result.saturation["silif.state"] == 3
-    steps, sat_counts = step_by_step(node, SILIF_I)
+    steps, sat_counts = step_by_step(node, SILIF_I, states=True)
     for (out, rec, _), (u, w, s) in zip(steps, trace):
         assert out["out"][0].astype(int).tolist() == s
         assert rec["state"][0].tolist() == [[u[h], w[h]] for h in range(3)]
@@ -169,7 +144,7 @@ def test_csilif_by_hand():
     assert result.outputs["csilif"][0].astype(int).tolist() == [s for _, _, s in trace]
     assert result.records["csilif"]["state"][0].tolist() == [[[ur[h], ui[h]] for h in range(2)] for ur, ui, _ in trace]
     assert result.saturation["csilif.state"] == 2
-    steps, sat_counts = step_by_step(node, CSILIF_I)
+    steps, sat_counts = step_by_step(node, CSILIF_I, states=True)
     for (out, rec, _), (ur, ui, s) in zip(steps, trace):
         assert out["out"][0].astype(int).tolist() == s
         assert rec["state"][0].tolist() == [[ur[h], ui[h]] for h in range(2)]
@@ -213,12 +188,12 @@ def test_leaky_readout_by_hand():
         return [v / sum(e) for v in e]
 
     want_scores = [[sum(softmax(want_r[b][t])[c] for t in range(lengths[b])) for c in range(3)] for b in range(2)]
-    result = run_graph(node, None, lengths=lengths, batch_rows=LEAKY_A)
+    result = run_graph(node, LEAKY_A, lengths=lengths)
     assert result.records["readout"]["r"].tolist() == want_r
     np.testing.assert_allclose(result.scores, want_scores, rtol=1e-12)
     # sample 0: class 2 wins t0, t1, class 1 wins t2-t4 (1.0, 1.0, e / (e + e^-0.19 + ...) = 0.77); sample 1: class 0
     assert [max(range(3), key=row.__getitem__) for row in want_scores] == [1, 0]
     assert result.predictions.tolist() == [1, 0]
     assert result.saturation["readout.r"] == 1
-    steps, sat_counts = step_by_step(node, LEAKY_A[0])
+    steps, sat_counts = step_by_step(node, LEAKY_A[0], states=True)
     assert [rec["r"][0].tolist() for _, rec, _ in steps] == want_r[0] and sat_counts == {"readout.r": 1}

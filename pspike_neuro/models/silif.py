@@ -172,21 +172,26 @@ class CSiLIFLayer(SiLIFLayer):
 
     def dynamics(self, current: torch.Tensor, probe: Optional[dict] = None, name: str = "",
                  init: Optional[torch.Generator] = None) -> torch.Tensor:
-        lam, b = self.coefficients()
+        lam, gain = self.coefficients()
         batch, steps, n = current.shape
         u = initial_state(init, current, n, complex_state=True)
         lam = lam.to(u.dtype)
         s = initial_state(init, current, n)
         spikes, us = [], []
         for t in range(steps):
-            u = lam * (u - 0.5 * s) + b * current[:, t]
-            s = boxcar_spike(2 * u.real - 1.0)
+            u, s = self.step(u, s, current[:, t], lam, gain)
             spikes.append(s)
             us.append(u)
         out = torch.stack(spikes, 1)
         if probe is not None:
             probe[f"{name}.u"] = torch.stack(us, 1).detach()
         return out
+
+    @staticmethod
+    def step(u, s, current, lam, b):
+        """One step of the complex state: reset by 0.5 before the decay, spike at ``2 Re(u) > 1``."""
+        u = lam * (u - 0.5 * s) + b * current
+        return u, boxcar_spike(2 * u.real - 1.0)
 
 
 class CadLIFLayer(SiLIFLayer):
@@ -212,7 +217,7 @@ class CadLIFLayer(SiLIFLayer):
                 self.b.clamp(0, 2))
 
 
-class RFLayer(SiLIFLayer):
+class RFLayer(CSiLIFLayer):
     """Linear (no bias) -> BatchNorm -> resonate-and-fire neurons (forward Euler, fixed dt) -> dropout."""
 
     ALPHA_REAL_MAX = -0.1
@@ -231,23 +236,11 @@ class RFLayer(SiLIFLayer):
         discrete step multiplies the state by ``1 + dt lambda_c``."""
         return torch.complex(self.alpha_real.clamp(max=self.ALPHA_REAL_MAX), self.alpha_im), self.dt
 
-    def dynamics(self, current: torch.Tensor, probe: Optional[dict] = None, name: str = "",
-                 init: Optional[torch.Generator] = None) -> torch.Tensor:
-        lam_c, dt = self.coefficients()
-        batch, steps, n = current.shape
-        u = initial_state(init, current, n, complex_state=True)
-        lam_c = lam_c.to(u.dtype)
-        s = initial_state(init, current, n)
-        spikes, us = [], []
-        for t in range(steps):
-            u = u + dt * (lam_c * u + current[:, t]) - s
-            s = boxcar_spike(u.real - 1.0)
-            spikes.append(s)
-            us.append(u)
-        out = torch.stack(spikes, 1)
-        if probe is not None:
-            probe[f"{name}.u"] = torch.stack(us, 1).detach()
-        return out
+    @staticmethod
+    def step(u, s, current, lam_c, dt):
+        """One forward-Euler step, reset by 1 after it; spike at ``Re(u) > 1``."""
+        u = u + dt * (lam_c * u + current) - s
+        return u, boxcar_spike(u.real - 1.0)
 
 
 #: neuron layer class of each kind
