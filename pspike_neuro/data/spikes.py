@@ -160,15 +160,23 @@ def check_event_options(task: str, data_dir, n_steps, min_steps: int, max_time, 
     return data_dir
 
 
+def read_event_splits(data_dir: Path, label: str, reader, files, n_steps, max_time, spatial_bin) -> list:
+    """The (train, test) datasets of an event dataset: ``reader`` on each ``(file name, limit)`` of
+    ``files``. libhdf5 parses a third-party file: in a child process, so a damaged file cannot crash
+    the command."""
+    splits = []
+    for name, limit in files:
+        path = _find(data_dir, name)
+        x, y = run_isolated(reader, path, n_steps, max_time, spatial_bin, limit, what=f"{label} file {path}",
+                            timeout_s=3600)
+        splits.append(SeqDataset.from_numpy(x, y))
+    return splits
+
+
 def load_shd(data_dir, *, n_steps: int = 100, max_time: float = 1.0, spatial_bin: int = 5,
              limit_train: int | None = None, limit_test: int | None = None) -> TaskData:
     data_dir = check_event_options("shd", data_dir, n_steps, 1, max_time, spatial_bin, limit_train, limit_test)
-    splits = []
-    for name, limit in zip(SHD_FILE_NAMES, (limit_train, limit_test)):
-        path = _find(data_dir, name)
-        # libhdf5 parses a third-party file: in a child process, so a damaged file cannot crash the command
-        x, y = run_isolated(read_shd_file, path, n_steps, max_time, spatial_bin, limit, what=f"SHD file {path}",
-                            timeout_s=3600)
-        splits.append(SeqDataset.from_numpy(x, y))
-    return TaskData(name="shd", train=splits[0], test=splits[1], n_classes=SHD_CLASSES, input_kind="real",
+    train, test = read_event_splits(data_dir, "SHD", read_shd_file, zip(SHD_FILE_NAMES, (limit_train, limit_test)),
+                                    n_steps, max_time, spatial_bin)
+    return TaskData(name="shd", train=train, test=test, n_classes=SHD_CLASSES, input_kind="real",
                     d_input=SHD_CHANNELS // spatial_bin, seq_len=n_steps, description=SHD_DESCRIPTION)

@@ -25,10 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..isolate import run_isolated
-from .dataset import SeqDataset, TaskData
+from .dataset import TaskData
 from .options import require_int
-from .spikes import SHD_CHANNELS, _find, check_event_options, read_event_file
+from .spikes import SHD_CHANNELS, check_event_options, read_event_file, read_event_splits
 
 SSC_CLASSES = 35
 SSC_FILE_NAMES = ("ssc_train.h5", "ssc_test.h5", "ssc_valid.h5")
@@ -57,13 +56,9 @@ def load_ssc(data_dir, *, n_steps: int = 300, max_time: float = 1.2, spatial_bin
              limit_train: int | None = None, limit_test: int | None = None, eval_on_valid: int = 0) -> TaskData:
     data_dir = check_event_options("ssc", data_dir, n_steps, 2, max_time, spatial_bin, limit_train, limit_test)
     require_int("ssc", "eval_on_valid", eval_on_valid, 0, 1)
-    splits = []
     evaluated = "ssc_valid.h5" if eval_on_valid else "ssc_test.h5"
-    for name, limit in (("ssc_train.h5", limit_train), (evaluated, limit_test)):
-        path = _find(data_dir, name)
-        # libhdf5 parses a third-party file: in a child process, so a damaged file cannot crash the command
-        x, y = run_isolated(read_ssc_file, path, n_steps, max_time, spatial_bin, limit, what=f"SSC file {path}",
-                            timeout_s=3600)
-        splits.append(SeqDataset.from_numpy(x, y))
-    return TaskData(name="ssc", train=splits[0], test=splits[1], n_classes=SSC_CLASSES, input_kind="real",
+    train, test = read_event_splits(data_dir, "SSC", read_ssc_file, (("ssc_train.h5", limit_train),
+                                                                     (evaluated, limit_test)),
+                                    n_steps, max_time, spatial_bin)
+    return TaskData(name="ssc", train=train, test=test, n_classes=SSC_CLASSES, input_kind="real",
                     d_input=SHD_CHANNELS // spatial_bin, seq_len=n_steps, description=SSC_DESCRIPTION)
