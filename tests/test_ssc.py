@@ -106,14 +106,20 @@ def test_count_input_saturates_and_refuses_what_is_not_a_count():
             node.int_step(None, {"external": bad}, -1, ctx)
 
 
+def _ssc_folder(tmp_path, seed: int, n_train: int, n_test: int):
+    """``tmp_path/ssc`` with banded training and test files of ``n_train`` and ``n_test`` samples."""
+    rng = np.random.default_rng(seed)
+    data = tmp_path / "ssc"
+    data.mkdir()
+    _write_ssc(data / "ssc_train.h5", *_banded(n_train, rng))
+    _write_ssc(data / "ssc_test.h5", *_banded(n_test, rng))
+    return data
+
+
 def test_train_export_simulate_and_verify_on_ssc_counts(tmp_path, capsys):
     """pspike train --task ssc --model rf: the inputs are counts, so the network takes counts
     (CountInput, graded messages); Lava = reference, and verify reads the recorded folder."""
-    rng = np.random.default_rng(1)
-    data = tmp_path / "ssc"
-    data.mkdir()
-    _write_ssc(data / "ssc_train.h5", *_banded(35, rng))
-    _write_ssc(data / "ssc_test.h5", *_banded(6, rng))
+    data = _ssc_folder(tmp_path, seed=1, n_train=35, n_test=6)
     run = tmp_path / "run"
     assert main(["train", "--task", "ssc", "--model", "rf", "--data-dir", str(data), "--task-option", "n_steps=40",
                  "--d-model", "16", "--layers", "1", "--epochs", "1", "--out", str(run), "--json", "--quiet"]) == 0
@@ -144,11 +150,7 @@ def test_train_export_simulate_and_verify_on_ssc_counts(tmp_path, capsys):
 
 @pytest.mark.skipif(not (DATA / "RF" / "best_model.pth").is_file(), reason=f"no SiLIF-repository checkpoints in {DATA}")
 def test_imported_network_evaluates_and_verifies_on_an_ssc_folder(tmp_path, capsys):
-    rng = np.random.default_rng(2)
-    data = tmp_path / "ssc"
-    data.mkdir()
-    _write_ssc(data / "ssc_train.h5", *_banded(4, rng))
-    _write_ssc(data / "ssc_test.h5", *_banded(3, rng))
+    data = _ssc_folder(tmp_path, seed=2, n_train=4, n_test=3)
     model = tmp_path / "rf"
     assert main(["import", str(DATA / "RF" / "best_model.pth"), "-o", str(model)]) == 0
     assert main(["eval", str(model / "model.pt"), "--json"]) == 2
