@@ -1,5 +1,5 @@
-"""Helpers shared by the hand-worked oracle tests: a node run alone in a graph, and its integer step
-called step by step."""
+"""Helpers shared by the hand-worked oracle tests: the 24-bit primitives written out in Python ints, a
+node run alone in a graph, and its integer step called step by step."""
 
 from __future__ import annotations
 
@@ -10,6 +10,19 @@ from pspike_neuro.nodes import RunContext
 from pspike_neuro.nodes.graded_input import GradedInput
 from pspike_neuro.nodes.output import OutputSink
 from pspike_neuro.sim.reference import simulate
+
+LIMIT = 2**23 - 1  # sat(a, 24) clips to [-(2^23 - 1), 2^23 - 1]
+
+
+def trunc_shift(a: int, n: int) -> int:
+    """docs/numerics.md §1 shr_trunc: sign(a) * (|a| >> n), rounds toward zero."""
+    return (abs(a) >> n) if a >= 0 else -(abs(a) >> n)
+
+
+def sat(a: int) -> tuple[int, int]:
+    """docs/numerics.md §1 sat(a, 24), and 1 if it clipped (one saturation event)."""
+    clipped = max(-LIMIT, min(LIMIT, a))
+    return clipped, int(clipped != a)
 
 
 def run_graph(node, rows, lengths=None):

@@ -32,25 +32,14 @@ from pspike_neuro.numerics import kernels
 from pspike_neuro.numerics.rng import uniform_int
 from pspike_neuro.sim.reference import simulate
 
+from .oracle_helpers import LIMIT, sat, trunc_shift
+
 # --- the primitives of docs/numerics.md §1, in plain Python ints (independent of numerics/fixed.py) ---
-
-LIMIT = 2**23 - 1  # sat(a, 24) clips to [-(2^23 - 1), 2^23 - 1]
-
-
-def trunc_shift(a: int, n: int) -> int:
-    """shr_trunc: sign(a) * (|a| >> n), rounds toward zero."""
-    return (abs(a) >> n) if a >= 0 else -(abs(a) >> n)
 
 
 def lava_shift(a: int, e: int) -> int:
     """Lava's weight_exp: a << e for e > 0, else a >> -e (arithmetic: rounds toward minus infinity)."""
     return a << e if e > 0 else a >> -e
-
-
-def sat(a: int) -> tuple[int, int]:
-    """sat(a, 24) and whether it clipped (one saturation event)."""
-    clipped = max(-LIMIT, min(LIMIT, a))
-    return clipped, int(clipped != a)
 
 
 def tiny_netlist(*nodes, edges=None) -> Netlist:

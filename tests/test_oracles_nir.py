@@ -19,21 +19,7 @@ from pspike_neuro.nodes.lif import LIFNeuron
 from pspike_neuro.nodes.output import OutputSink
 from pspike_neuro.nodes.threshold import ThresholdNode
 
-from .oracle_helpers import run_graph, step_by_step
-
-LIMIT = 2**23 - 1
-
-
-def trunc_shift(a: int, n: int) -> int:
-    """docs §1 shr_trunc: sign(a) * (|a| >> n)."""
-    return (abs(a) >> n) if a >= 0 else -(abs(a) >> n)
-
-
-def sat(a: int) -> tuple[int, int]:
-    """docs §1 sat(a, 24), and 1 if it clipped."""
-    clipped = max(-LIMIT, min(LIMIT, a))
-    return clipped, int(clipped != a)
-
+from .oracle_helpers import LIMIT, run_graph, sat, step_by_step, trunc_shift
 
 # --- LIF / IF ----------------------------------------------------------------------------------------
 

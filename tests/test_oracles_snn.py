@@ -16,21 +16,7 @@ from pspike_neuro.nodes.csilif_neuron import CSiLIFNeuron
 from pspike_neuro.nodes.leaky_readout import LeakyReadout
 from pspike_neuro.nodes.silif_neuron import SiLIFNeuron
 
-from .oracle_helpers import run_graph, step_by_step
-
-LIMIT = 2**23 - 1
-
-
-def trunc_shift(a: int, n: int) -> int:
-    """docs §1 shr_trunc: sign(a) * (|a| >> n)."""
-    return (abs(a) >> n) if a >= 0 else -(abs(a) >> n)
-
-
-def sat(a: int) -> tuple[int, int]:
-    """docs §1 sat(a, 24), and 1 if it clipped."""
-    clipped = max(-LIMIT, min(LIMIT, a))
-    return clipped, int(clipped != a)
-
+from .oracle_helpers import LIMIT, run_graph, sat, step_by_step, trunc_shift
 
 # --- SiLIF -------------------------------------------------------------------------------------------
 
